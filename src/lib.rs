@@ -9,5 +9,7 @@ pub mod cli;
 pub mod contract;
 pub mod domain;
 pub mod engine;
+pub mod kafka;
 pub mod simulate;
 pub mod time;
+pub mod worker;

@@ -4,13 +4,36 @@ use anyhow::Context;
 use clap::Parser;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
-use terminus::cli::{Cli, Command, SimulateArgs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use terminus::cli::{Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand};
+use terminus::worker::WorkerOptions;
+use tracing::{error, info, warn};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate(args) => simulate(args),
+        Command::Run(args) => run(args),
+        Command::Topics { command } => topics(command),
+        Command::Produce { connection, file } => produce(&connection, file.as_deref()),
     }
+}
+
+fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (kafka, _) = connection.kafka_settings(std::env::vars());
+    let names = connection.topic_names();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    let count = match file {
+        Some(path) if path.as_os_str() != "-" => {
+            let f = File::open(path)
+                .with_context(|| format!("cannot open input file {}", path.display()))?;
+            runtime.block_on(terminus::kafka::produce::produce(&kafka, &names, BufReader::new(f)))?
+        }
+        _ => runtime.block_on(terminus::kafka::produce::produce(&kafka, &names, io::stdin().lock()))?,
+    };
+    eprintln!("produced {count} events");
+    Ok(())
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -31,4 +54,133 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         summary.events, summary.outputs, summary.dead_letters
     );
     Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let (kafka, ignored) = args.connection.kafka_settings(std::env::vars());
+    for name in ignored {
+        warn!(variable = %name, "environment variable is not a librdkafka property; ignored");
+    }
+    let instance_id = args
+        .instance_id
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "terminus-0".into());
+    let mut options = WorkerOptions::new(kafka);
+    options.topics = args.connection.topic_names();
+    options.group_id = args.group_id.clone();
+    options.instance_id = instance_id;
+    options.commit_interval = args.commit_interval;
+    options.batch_size = args.batch_size as usize;
+    options.max_record_bytes = args.max_record_bytes;
+    options.future_tolerance = args.future_tolerance;
+    options.timer_interval = args.timer_interval;
+    options.transaction_timeout = args.transaction_timeout;
+    options.session_timeout = args.session_timeout;
+    options.policy = args.policy.to_policy();
+    // Secrets are masked by KafkaSettings' Debug.
+    info!(config = ?options, "starting terminus");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    install_signal_handlers(stop.clone())?;
+    let worker = std::thread::Builder::new()
+        .name("terminus-worker".into())
+        .spawn(move || terminus::worker::run(options, stop))
+        .context("cannot start the worker thread")?;
+    match worker.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            error!(error = %e, "worker failed");
+            Err(anyhow::Error::new(e))
+        }
+        Err(_) => anyhow::bail!("the worker thread panicked"),
+    }
+}
+
+/// SIGTERM and SIGINT ask the worker to finish its transaction and leave the
+/// group; a second signal exits at once.
+fn install_signal_handlers(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    std::thread::Builder::new()
+        .name("terminus-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                for _ in 0..2 {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                    if stop.swap(true, Ordering::SeqCst) {
+                        std::process::exit(130);
+                    }
+                    info!("shutdown requested; committing and leaving the group");
+                }
+            });
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+fn topics(command: TopicsCommand) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    match command {
+        TopicsCommand::Create(args) => {
+            let (kafka, _) = args.connection.kafka_settings(std::env::vars());
+            let names = args.connection.topic_names();
+            let created = runtime.block_on(terminus::kafka::topics::create(
+                &kafka,
+                &names,
+                args.partitions,
+                args.replication_factor,
+            ))?;
+            let layout = terminus::kafka::topics::check(&kafka, &names)?;
+            println!(
+                "topics ready ({} partitions for inputs and changelog); created: {}",
+                layout.partitions,
+                if created.is_empty() {
+                    "none (all existed)".to_owned()
+                } else {
+                    created.join(", ")
+                }
+            );
+            Ok(())
+        }
+        TopicsCommand::Check(connection) => {
+            let (kafka, _) = connection.kafka_settings(std::env::vars());
+            let layout = terminus::kafka::topics::check(&kafka, &connection.topic_names())?;
+            println!(
+                "topics ok: inputs and changelog have {} partitions",
+                layout.partitions
+            );
+            Ok(())
+        }
+    }
 }

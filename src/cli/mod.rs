@@ -2,6 +2,8 @@
 //! plain option structs. No behaviour lives here.
 
 use crate::domain::Policy;
+use crate::kafka::KafkaSettings;
+use crate::kafka::topics::TopicNames;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +19,156 @@ pub struct Cli {
 pub enum Command {
     /// Run the domain core over a file of events (JSON lines), with no Kafka.
     Simulate(SimulateArgs),
+    /// Run the exactly-once Kafka worker.
+    Run(RunArgs),
+    /// Publish JSON-lines envelopes (FILE or stdin) to their input topics,
+    /// keyed by customer id.
+    Produce {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        file: Option<PathBuf>,
+    },
+    /// Manage Terminus's topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Create every topic Terminus reads and writes (existing ones are kept):
+    /// inputs, outputs and dead-letter topic, and the compacted changelog.
+    Create(TopicsCreateArgs),
+    /// Check that the topics exist and are co-partitioned, as `run` does at start.
+    Check(ConnectionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TopicsCreateArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Partitions of every topic (inputs and changelog must stay equal).
+    #[arg(long, env = "TERMINUS_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor; -1 takes the broker's default.
+    #[arg(long, env = "TERMINUS_REPLICATION_FACTOR", default_value_t = -1, allow_hyphen_values = true)]
+    pub replication_factor: i32,
+}
+
+/// How to reach Kafka, and the topic names.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// Extra librdkafka property, `key=value` (repeatable). Every `KAFKA_*`
+    /// environment variable is also passed on (`KAFKA_SECURITY_PROTOCOL` →
+    /// `security.protocol`); put secrets there, not in flags.
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kafka_property)]
+    pub kafka_properties: Vec<(String, String)>,
+    #[arg(long, env = "TERMINUS_TOPIC_LIFECYCLE", default_value = "crm.customer.lifecycle.v1")]
+    pub lifecycle_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_DECISIONS", default_value = "crm.business.decisions.v1")]
+    pub decisions_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_OUTCOMES", default_value = "crm.dismantle.outcomes.v1")]
+    pub outcomes_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_STATUS", default_value = "crm.termination.status.v1")]
+    pub status_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_DISMANTLE", default_value = "crm.solution.dismantle.v1")]
+    pub dismantle_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_TERMINATED", default_value = "crm.relationship.terminated.v1")]
+    pub terminated_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_DLQ", default_value = "crm.termination.dlq.v1")]
+    pub dead_letter_topic: String,
+    #[arg(long, env = "TERMINUS_TOPIC_CHANGELOG", default_value = "terminus.state.changelog")]
+    pub changelog_topic: String,
+}
+
+impl ConnectionArgs {
+    /// Connection settings: flags first, then `KAFKA_*` variables from `env`.
+    /// Returns the names of `KAFKA_*` variables that are not librdkafka properties.
+    pub fn kafka_settings(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> (KafkaSettings, Vec<String>) {
+        let (mut properties, ignored) = crate::kafka::properties_from_env(env);
+        for (k, v) in &self.kafka_properties {
+            properties.retain(|(key, _)| key != k);
+            properties.push((k.clone(), v.clone()));
+        }
+        (
+            KafkaSettings {
+                bootstrap_servers: self.bootstrap_servers.clone(),
+                properties,
+            },
+            ignored,
+        )
+    }
+
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames {
+            lifecycle: self.lifecycle_topic.clone(),
+            decisions: self.decisions_topic.clone(),
+            outcomes: self.outcomes_topic.clone(),
+            status: self.status_topic.clone(),
+            dismantle: self.dismantle_topic.clone(),
+            terminated: self.terminated_topic.clone(),
+            dead_letter: self.dead_letter_topic.clone(),
+            changelog: self.changelog_topic.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Consumer group id.
+    #[arg(long, env = "TERMINUS_GROUP_ID", default_value = "terminus")]
+    pub group_id: String,
+    /// Stable id of this instance (for example the pod name); the transactional
+    /// id is `<group>-<instance>`. Defaults to the host name.
+    #[arg(long, env = "TERMINUS_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Longest time a transaction stays open.
+    #[arg(long, env = "TERMINUS_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+    /// Most input records per transaction.
+    #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Input records larger than this many bytes go to the dead-letter topic.
+    #[arg(long, env = "TERMINUS_MAX_RECORD_BYTES", default_value_t = 1_048_576)]
+    pub max_record_bytes: usize,
+    /// How far ahead of the wall clock an eventTime may be before it is refused.
+    #[arg(long, env = "TERMINUS_FUTURE_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
+    pub future_tolerance: Duration,
+    /// How often due timers are looked for.
+    #[arg(long, env = "TERMINUS_TIMER_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub timer_interval: Duration,
+    /// transaction.timeout.ms of the producer.
+    #[arg(long, env = "TERMINUS_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub transaction_timeout: Duration,
+    /// Consumer session timeout: how long a vanished instance keeps its
+    /// partitions before the group moves them (the broker allows 6s to 30min
+    /// by default).
+    #[arg(long, env = "TERMINUS_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+    /// Log format: json (default) or text.
+    #[arg(long, env = "TERMINUS_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+fn parse_kafka_property(text: &str) -> Result<(String, String), String> {
+    crate::kafka::parse_property_flag(text).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -104,7 +256,9 @@ mod tests {
     #[test]
     fn defaults_are_the_briefs() {
         let cli = Cli::try_parse_from(["terminus", "simulate"]).unwrap();
-        let Command::Simulate(args) = cli.command;
+        let Command::Simulate(args) = cli.command else {
+            panic!("simulate expected");
+        };
         assert_eq!(args.policy.to_policy(), Policy::default());
     }
 

@@ -1,0 +1,276 @@
+//! `terminus run`: consume, decide, publish and remember, exactly once.
+//!
+//! One thread polls the consumer and drives a [`Processor`]; rebalance
+//! callbacks run inside that poll on the same thread, so a revocation commits
+//! the open transaction before the partitions go, and an assignment restores
+//! each partition's state before its first record is fetched.
+
+mod options;
+mod processor;
+pub mod records;
+
+pub use options::WorkerOptions;
+pub use processor::Counters;
+
+use crate::kafka::topics::{self, TopicError};
+use crate::time::Timestamp;
+use processor::{Processor, TxProducer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    #[error("cannot create the Kafka {role}: {source}")]
+    Client {
+        role: &'static str,
+        source: KafkaError,
+    },
+    #[error("fatal Kafka error, exiting so that the orchestrator restarts the worker: {0}")]
+    Fatal(String),
+    #[error("transaction failed and will be retried: {0}")]
+    Abortable(KafkaError),
+    #[error("restoring partition {partition} from the changelog failed: {reason}")]
+    Restore { partition: i32, reason: String },
+}
+
+impl WorkerError {
+    /// Sorts a transactional error into fatal (fenced, …) or abortable.
+    pub fn from_txn(err: KafkaError) -> Self {
+        if let KafkaError::Transaction(e) = &err
+            && e.is_fatal()
+        {
+            return WorkerError::Fatal(format!(
+                "{e} (the producer was fenced by another instance with the same transactional id, or lost its epoch)"
+            ));
+        }
+        WorkerError::Abortable(err)
+    }
+}
+
+/// Rebalance callbacks reach the processor through this context.
+struct WorkerContext {
+    processor: Arc<Mutex<Processor>>,
+    topics: topics::TopicNames,
+}
+
+impl ClientContext for WorkerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        error!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut processor = lock(&self.processor);
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions = self.input_partitions(tpl);
+                processor.revoke(consumer, &partitions, consumer.assignment_lost());
+            }
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = self.input_partitions(tpl).into_iter().collect();
+                info!(?partitions, "partitions assigned; restoring state");
+                if let Err(e) = processor.restore(&partitions) {
+                    processor.fatal = Some(e);
+                }
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+impl WorkerContext {
+    fn input_partitions(&self, tpl: &rdkafka::TopicPartitionList) -> BTreeSet<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| self.topics.input_role(e.topic()).is_some())
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+fn lock(m: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
+    // A panic while holding the lock leaves the processor in an unknown state;
+    // the loop exits on the panic anyway, so take the guard as it is.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A handle to a running worker's processor, for the admin server.
+pub type SharedProcessor = Arc<Mutex<Processor>>;
+
+/// Runs the worker until `stop` is set, then commits, leaves the group and
+/// returns. Blocking: call it from a dedicated thread.
+///
+/// # Errors
+/// [`WorkerError`] when the topics are missing or mis-partitioned, a client
+/// cannot be created, or Kafka reports a fatal error.
+pub fn run(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
+    let layout = topics::check(&options.kafka, &options.topics)?;
+    info!(
+        partitions = layout.partitions,
+        group_id = %options.group_id,
+        transactional_id = %options.transactional_id(),
+        "topics checked: inputs and changelog co-partitioned"
+    );
+    let opts = Arc::new(options);
+    let producer = create_producer(&opts)?;
+    let restorer = create_restorer(&opts)?;
+    let processor = Arc::new(Mutex::new(Processor::new(opts.clone(), producer, restorer)));
+    let consumer = create_consumer(&opts, processor.clone())?;
+    consumer
+        .subscribe(&opts.topics.inputs())
+        .map_err(|source| WorkerError::Client {
+            role: "consumer subscription",
+            source,
+        })?;
+    info!("worker started");
+    let result = run_loop(&consumer, &processor, &opts, &stop);
+    if result.is_ok() {
+        let mut p = lock(&processor);
+        if let Err(e) = p.commit(&consumer) {
+            warn!(error = %e, "final commit failed; the uncommitted batch will be reprocessed");
+        }
+    }
+    drop(consumer);
+    info!("worker stopped");
+    result
+}
+
+fn run_loop(
+    consumer: &BaseConsumer<WorkerContext>,
+    processor: &Mutex<Processor>,
+    opts: &WorkerOptions,
+    stop: &AtomicBool,
+) -> Result<(), WorkerError> {
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let timeout = lock(processor).poll_timeout();
+        let polled = consumer.poll(timeout);
+        let mut p = lock(processor);
+        if let Some(err) = p.fatal.take() {
+            return Err(err);
+        }
+        match polled {
+            Some(Ok(msg)) => {
+                if let Err(e) = p.process(&msg, Timestamp::now()) {
+                    p.recover(consumer, e)?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        if last_tick.elapsed() >= opts.timer_interval {
+            last_tick = Instant::now();
+            if let Err(e) = p.fire_timers(Timestamp::now()) {
+                p.recover(consumer, e)?;
+            }
+        }
+        if p.commit_due()
+            && let Err(e) = p.commit(consumer)
+        {
+            p.recover(consumer, e)?;
+        }
+    }
+    Ok(())
+}
+
+fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
+    let mut config = opts.kafka.client_config();
+    config
+        .set("transactional.id", opts.transactional_id())
+        .set("enable.idempotence", "true")
+        .set(
+            "transaction.timeout.ms",
+            opts.transaction_timeout.as_millis().to_string(),
+        )
+        // The Java clients' placement of keyed records (see kafka::murmur2).
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4");
+    let producer: TxProducer = config.create().map_err(|source| WorkerError::Client {
+        role: "transactional producer",
+        source,
+    })?;
+    producer
+        .init_transactions(Duration::from_secs(60))
+        .map_err(|e| match WorkerError::from_txn(e) {
+            WorkerError::Abortable(e) => WorkerError::Client {
+                role: "transactional producer (init_transactions)",
+                source: e,
+            },
+            fatal => fatal,
+        })?;
+    Ok(producer)
+}
+
+/// The restore consumer's context: reaching a partition's end is how a restore
+/// finishes, not an error worth a log line.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(error = %error, reason, "changelog restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+fn create_restorer(opts: &WorkerOptions) -> Result<BaseConsumer<RestoreContext>, WorkerError> {
+    let mut config = opts.kafka.client_config();
+    config
+        .set("group.id", format!("{}-restore", opts.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    config.create_with_context(RestoreContext).map_err(|source| WorkerError::Client {
+        role: "changelog restore consumer",
+        source,
+    })
+}
+
+fn create_consumer(
+    opts: &WorkerOptions,
+    processor: Arc<Mutex<Processor>>,
+) -> Result<BaseConsumer<WorkerContext>, WorkerError> {
+    let mut config = opts.kafka.client_config();
+    config
+        .set("group.id", &opts.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        // Range assignment gives one member partition p of every input topic:
+        // co-partitioning is what lets one engine own a customer.
+        .set("partition.assignment.strategy", "range")
+        // Static membership: a restarted instance takes its partitions back at
+        // once instead of waiting out the session of its previous incarnation.
+        .set("group.instance.id", &opts.instance_id)
+        .set(
+            "session.timeout.ms",
+            opts.session_timeout.as_millis().to_string(),
+        );
+    let context = WorkerContext {
+        processor,
+        topics: opts.topics.clone(),
+    };
+    config
+        .create_with_context(context)
+        .map_err(|source| WorkerError::Client {
+            role: "consumer",
+            source,
+        })
+}

@@ -1,0 +1,60 @@
+//! Everything `terminus run` is configured with, as one plain struct.
+
+use crate::domain::Policy;
+use crate::kafka::KafkaSettings;
+use crate::kafka::topics::TopicNames;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub kafka: KafkaSettings,
+    pub topics: TopicNames,
+    /// Consumer group id (default `terminus`).
+    pub group_id: String,
+    /// Stable id of this instance; the transactional id is `<group>-<instance>`,
+    /// so a restarted instance fences its previous incarnation at once.
+    pub instance_id: String,
+    /// Longest a transaction stays open (default 100 ms).
+    pub commit_interval: Duration,
+    /// Most input records in one transaction (default 1000).
+    pub batch_size: usize,
+    /// Larger input records go to the dead-letter topic (default 1 MiB).
+    pub max_record_bytes: usize,
+    /// How far ahead of the wall clock an eventTime may be (default 5 min).
+    pub future_tolerance: Duration,
+    /// How often due timers are looked for (default 1 s).
+    pub timer_interval: Duration,
+    /// The producer's `transaction.timeout.ms`: how long a crashed instance's
+    /// open transaction can hold back read_committed readers (default 10 s).
+    pub transaction_timeout: Duration,
+    /// Consumer session timeout: how long a vanished instance keeps its
+    /// partitions before the group hands them to another (default 45 s).
+    pub session_timeout: Duration,
+    /// Longest a partition restore may take before the worker gives up.
+    pub restore_timeout: Duration,
+    pub policy: Policy,
+}
+
+impl WorkerOptions {
+    pub fn new(kafka: KafkaSettings) -> Self {
+        WorkerOptions {
+            kafka,
+            topics: TopicNames::default(),
+            group_id: "terminus".into(),
+            instance_id: "terminus-0".into(),
+            commit_interval: Duration::from_millis(100),
+            batch_size: 1000,
+            max_record_bytes: 1024 * 1024,
+            future_tolerance: Duration::from_secs(300),
+            timer_interval: Duration::from_secs(1),
+            transaction_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(45),
+            restore_timeout: Duration::from_secs(300),
+            policy: Policy::default(),
+        }
+    }
+
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.group_id, self.instance_id)
+    }
+}
