@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use terminus::cli::{Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand};
+use terminus::cli::{
+    Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
+};
 use terminus::worker::WorkerOptions;
 use tracing::{error, info, warn};
 
@@ -14,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate(args) => simulate(args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Topics { command } => topics(command),
         Command::Produce { connection, file } => produce(&connection, file.as_deref()),
     }
@@ -28,9 +30,17 @@ fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyho
         Some(path) if path.as_os_str() != "-" => {
             let f = File::open(path)
                 .with_context(|| format!("cannot open input file {}", path.display()))?;
-            runtime.block_on(terminus::kafka::produce::produce(&kafka, &names, BufReader::new(f)))?
+            runtime.block_on(terminus::kafka::produce::produce(
+                &kafka,
+                &names,
+                BufReader::new(f),
+            ))?
         }
-        _ => runtime.block_on(terminus::kafka::produce::produce(&kafka, &names, io::stdin().lock()))?,
+        _ => runtime.block_on(terminus::kafka::produce::produce(
+            &kafka,
+            &names,
+            io::stdin().lock(),
+        ))?,
     };
     eprintln!("produced {count} events");
     Ok(())

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "terminus", version, about = "Terminate Customer Relationship (eTOM 1.3.4.4) as an exactly-once Kafka worker")]
+#[command(
+    name = "terminus",
+    version,
+    about = "Terminate Customer Relationship (eTOM 1.3.4.4) as an exactly-once Kafka worker"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,7 +24,7 @@ pub enum Command {
     /// Run the domain core over a file of events (JSON lines), with no Kafka.
     Simulate(SimulateArgs),
     /// Run the exactly-once Kafka worker.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Publish JSON-lines envelopes (FILE or stdin) to their input topics,
     /// keyed by customer id.
     Produce {
@@ -60,28 +64,64 @@ pub struct TopicsCreateArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ConnectionArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
     /// Extra librdkafka property, `key=value` (repeatable). Every `KAFKA_*`
     /// environment variable is also passed on (`KAFKA_SECURITY_PROTOCOL` →
     /// `security.protocol`); put secrets there, not in flags.
     #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kafka_property)]
     pub kafka_properties: Vec<(String, String)>,
-    #[arg(long, env = "TERMINUS_TOPIC_LIFECYCLE", default_value = "crm.customer.lifecycle.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_LIFECYCLE",
+        default_value = "crm.customer.lifecycle.v1"
+    )]
     pub lifecycle_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_DECISIONS", default_value = "crm.business.decisions.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_DECISIONS",
+        default_value = "crm.business.decisions.v1"
+    )]
     pub decisions_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_OUTCOMES", default_value = "crm.dismantle.outcomes.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_OUTCOMES",
+        default_value = "crm.dismantle.outcomes.v1"
+    )]
     pub outcomes_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_STATUS", default_value = "crm.termination.status.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_STATUS",
+        default_value = "crm.termination.status.v1"
+    )]
     pub status_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_DISMANTLE", default_value = "crm.solution.dismantle.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_DISMANTLE",
+        default_value = "crm.solution.dismantle.v1"
+    )]
     pub dismantle_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_TERMINATED", default_value = "crm.relationship.terminated.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_TERMINATED",
+        default_value = "crm.relationship.terminated.v1"
+    )]
     pub terminated_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_DLQ", default_value = "crm.termination.dlq.v1")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_DLQ",
+        default_value = "crm.termination.dlq.v1"
+    )]
     pub dead_letter_topic: String,
-    #[arg(long, env = "TERMINUS_TOPIC_CHANGELOG", default_value = "terminus.state.changelog")]
+    #[arg(
+        long,
+        env = "TERMINUS_TOPIC_CHANGELOG",
+        default_value = "terminus.state.changelog"
+    )]
     pub changelog_topic: String,
 }
 
@@ -264,7 +304,10 @@ mod tests {
 
     #[test]
     fn durations_need_units_and_report_clearly() {
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         let err = parse_duration("fortnight").unwrap_err();
         assert!(err.contains("fortnight"), "{err}");

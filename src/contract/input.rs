@@ -341,7 +341,9 @@ impl<'a> Fields<'a> {
     }
 
     fn required_time(&self, name: &str) -> Result<Timestamp, DecodeError> {
-        let text = self.optional_string(name, 64)?.ok_or_else(|| self.missing(name))?;
+        let text = self
+            .optional_string(name, 64)?
+            .ok_or_else(|| self.missing(name))?;
         Timestamp::parse_rfc3339(text).map_err(|_| {
             DecodeError::new(
                 DeadLetterReason::InvalidTime,
@@ -357,15 +359,17 @@ impl<'a> Fields<'a> {
         let Some(text) = self.optional_string(name, 64)? else {
             return Ok(None);
         };
-        Timestamp::parse_date_or_datetime(text).map(Some).map_err(|_| {
-            DecodeError::new(
-                DeadLetterReason::InvalidTime,
-                format!(
-                    "field `{}{name}` must be a date (2026-12-31) or an RFC 3339 date-time",
-                    self.prefix
-                ),
-            )
-        })
+        Timestamp::parse_date_or_datetime(text)
+            .map(Some)
+            .map_err(|_| {
+                DecodeError::new(
+                    DeadLetterReason::InvalidTime,
+                    format!(
+                        "field `{}{name}` must be a date (2026-12-31) or an RFC 3339 date-time",
+                        self.prefix
+                    ),
+                )
+            })
     }
 
     fn optional_bool(&self, name: &str) -> Result<Option<bool>, DecodeError> {
@@ -381,7 +385,9 @@ impl<'a> Fields<'a> {
     }
 
     fn required_uuid(&self, name: &str) -> Result<Uuid, DecodeError> {
-        let text = self.optional_string(name, MAX_ID_LEN)?.ok_or_else(|| self.missing(name))?;
+        let text = self
+            .optional_string(name, MAX_ID_LEN)?
+            .ok_or_else(|| self.missing(name))?;
         Uuid::parse_str(text).map_err(|_| {
             self.invalid(
                 name,
@@ -415,9 +421,9 @@ impl<'a> Fields<'a> {
         match self.get("customerId") {
             None | Some(Value::Null) => Err(bad("is required")),
             Some(Value::String(s)) if s.trim().is_empty() => Err(bad("must not be empty")),
-            Some(Value::String(s)) if s.chars().count() > MAX_ID_LEN => Err(bad(&format!(
-                "must be at most {MAX_ID_LEN} characters"
-            ))),
+            Some(Value::String(s)) if s.chars().count() > MAX_ID_LEN => {
+                Err(bad(&format!("must be at most {MAX_ID_LEN} characters")))
+            }
             Some(Value::String(s)) if s.chars().any(char::is_control) => {
                 Err(bad("must not contain control characters"))
             }
@@ -464,40 +470,58 @@ mod tests {
         assert_eq!(reason("{"), DeadLetterReason::InvalidJson);
         assert_eq!(reason("[1]"), DeadLetterReason::InvalidEnvelope);
         assert_eq!(
-            reason(r#"{"eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#),
+            reason(
+                r#"{"eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#
+            ),
             DeadLetterReason::MissingField
         );
         assert_eq!(
-            reason(r#"{"eventId":7,"eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#),
+            reason(
+                r#"{"eventId":7,"eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#
+            ),
             DeadLetterReason::InvalidField
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"Nope","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"Nope","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C"}}"#
+            ),
             DeadLetterReason::UnknownEventType
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"27/11/2026","event":{"customerId":"C"}}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"27/11/2026","event":{"customerId":"C"}}"#
+            ),
             DeadLetterReason::InvalidTime
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":""}}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":""}}"#
+            ),
             DeadLetterReason::InvalidCustomerId
         );
         let long = "x".repeat(MAX_ID_LEN + 1);
         assert_eq!(
-            reason(&format!(r#"{{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{{"customerId":"{long}"}}}}"#)),
+            reason(&format!(
+                r#"{{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":{{"customerId":"{long}"}}}}"#
+            )),
             DeadLetterReason::InvalidCustomerId
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"DismantleCompleted","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","terminationId":"6f1c1b1e-8c2a-5d1e-9b1a-1a2b3c4d5e6f","vertical":"catering"}}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"DismantleCompleted","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","terminationId":"6f1c1b1e-8c2a-5d1e-9b1a-1a2b3c4d5e6f","vertical":"catering"}}"#
+            ),
             DeadLetterReason::InvalidEnumValue
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"DismantleFailed","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","terminationId":"6f1c1b1e-8c2a-5d1e-9b1a-1a2b3c4d5e6f","vertical":"billing","reason":"x"}}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"DismantleFailed","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","terminationId":"6f1c1b1e-8c2a-5d1e-9b1a-1a2b3c4d5e6f","vertical":"billing","reason":"x"}}"#
+            ),
             DeadLetterReason::MissingField
         );
         assert_eq!(
-            reason(r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":"C"}"#),
+            reason(
+                r#"{"eventId":"e","eventType":"AllServicesTerminated","eventTime":"2026-11-27T10:15:00Z","event":"C"}"#
+            ),
             DeadLetterReason::InvalidField
         );
     }
@@ -518,7 +542,10 @@ mod tests {
     #[test]
     fn every_event_type_maps_to_its_topic() {
         for (name, topic) in INPUT_EVENT_TYPES {
-            assert!(matches!(topic, Topic::Lifecycle | Topic::Decisions | Topic::Outcomes), "{name}");
+            assert!(
+                matches!(topic, Topic::Lifecycle | Topic::Decisions | Topic::Outcomes),
+                "{name}"
+            );
         }
         let fraud = InputEvent::FraudConfirmed { case_ref: None };
         assert_eq!(fraud.topic(), Topic::Decisions);

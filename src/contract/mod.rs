@@ -121,7 +121,11 @@ pub enum Vertical {
 
 impl Vertical {
     /// Instruction order; also the index into per-vertical progress arrays.
-    pub const ALL: [Vertical; 3] = [Vertical::Billing, Vertical::Fulfillment, Vertical::Assurance];
+    pub const ALL: [Vertical; 3] = [
+        Vertical::Billing,
+        Vertical::Fulfillment,
+        Vertical::Assurance,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -9,8 +9,8 @@ use super::state::{
     CustomerState, Dismantle, Phase, Termination, TimerKind, VerticalProgress, VerticalStatus,
 };
 use crate::contract::{
-    Category, InputEnvelope, InputEvent, OutputEnvelope, OutputEvent, OutputRecord,
-    RejectionCode, Vertical,
+    Category, InputEnvelope, InputEvent, OutputEnvelope, OutputEvent, OutputRecord, RejectionCode,
+    Vertical,
 };
 use crate::time::{Rfc3339, Timestamp};
 use uuid::Uuid;
@@ -75,11 +75,11 @@ const MAX_TIMERS_PER_STEP: usize = 8;
 
 /// Runs one step of the state machine for `customer_id`.
 ///
-/// For an event: an already-seen `eventId` changes nothing; otherwise the
-/// customer's timers due by `now` fire first, the event is handled at business
-/// time `max(customer clock, eventTime)`, and timers that became due by then
-/// (an immediate termination) fire at once. For [`Input::Timers`], the timers
-/// due by `now` fire. Timer outputs carry their due time.
+/// For an event: the customer's timers due by `now` fire first; then an
+/// already-seen `eventId` changes nothing more; otherwise the event is handled
+/// at business time `max(customer clock, eventTime)`, and timers that became
+/// due by then (an immediate termination) fire at once. For [`Input::Timers`],
+/// the timers due by `now` fire. Timer outputs carry their due time.
 pub fn decide(
     customer_id: &str,
     state: Option<CustomerState>,
@@ -102,25 +102,27 @@ pub fn decide(
             Effect::Timers
         }
         Input::Event(env) => {
+            // Timers due by `now` fire first, even for a duplicate: the worker
+            // calls this without a separate timer pass, and must then reach the
+            // same state as the simulator, which fires timers before each event.
+            ctx.fire_due(now);
             let print = fingerprint(&env.event_id);
             if ctx.st.seen.contains(&print) {
-                return Decision {
-                    state: existed.then_some(ctx.st),
-                    changed: false,
-                    outputs: Vec::new(),
-                    effect: Effect::Duplicate,
-                };
+                Effect::Duplicate
+            } else {
+                let at = ctx.st.clock.max(env.event_time);
+                let effect = ctx.on_event(env, at);
+                if !matches!(effect, Effect::Ignored(_)) {
+                    // A customer forgotten by a timer just now starts afresh with
+                    // this event, as if the timer had fired in an earlier step.
+                    ctx.forget = false;
+                    ctx.st.clock = at;
+                    ctx.remember(print);
+                    ctx.changed = true;
+                    ctx.fire_due(now.max(at));
+                }
+                effect
             }
-            ctx.fire_due(now);
-            let at = ctx.st.clock.max(env.event_time);
-            let effect = ctx.on_event(env, at);
-            if !matches!(effect, Effect::Ignored(_)) {
-                ctx.st.clock = at;
-                ctx.remember(print);
-                ctx.changed = true;
-                ctx.fire_due(now.max(at));
-            }
-            effect
         }
     };
     let state = if ctx.forget || (!existed && !ctx.changed) {
@@ -212,6 +214,15 @@ impl Ctx<'_> {
         Effect::Rejected(code)
     }
 
+    /// After anonymisation nothing can change any more, whatever is asked.
+    fn reject_anonymized(&mut self, em: &mut Emitter) -> Effect {
+        self.reject(
+            em,
+            RejectionCode::RecordsAnonymized,
+            "the customer's records were anonymised".into(),
+        )
+    }
+
     fn remember(&mut self, print: u64) {
         let window = self.policy.dedup_window.max(1);
         while self.st.seen.len() >= window {
@@ -283,16 +294,24 @@ impl Ctx<'_> {
                     forget_at: due.plus(self.policy.forget_after),
                 }
             }
-            (TimerKind::Forget, phase @ Phase::Anonymized { .. }) => {
+            (TimerKind::Forget, Phase::Anonymized { .. }) => {
+                // Nothing is kept: a later event in this same step meets a
+                // customer never seen before (see `decide`).
                 self.forget = true;
-                phase
+                self.st = CustomerState::new();
+                Phase::Active
             }
             // next_timer() derives the kind from the phase, so no other pair occurs.
             (_, phase) => phase,
         };
     }
 
-    fn start_dismantling(&mut self, em: &mut Emitter, termination: Termination, at: Timestamp) -> Phase {
+    fn start_dismantling(
+        &mut self,
+        em: &mut Emitter,
+        termination: Termination,
+        at: Timestamp,
+    ) -> Phase {
         for vertical in Vertical::ALL {
             self.emit(
                 em,
@@ -343,7 +362,14 @@ impl Ctx<'_> {
             }
             InputEvent::OrganizationDissolved { evidence_ref } => {
                 let ok = self.has_reference(evidence_ref);
-                self.on_trigger(&mut em, env, Category::OrganizationDissolved, ok, false, None)
+                self.on_trigger(
+                    &mut em,
+                    env,
+                    Category::OrganizationDissolved,
+                    ok,
+                    false,
+                    None,
+                )
             }
             InputEvent::FraudConfirmed { case_ref } => {
                 let ok = self.has_reference(case_ref);
@@ -391,6 +417,9 @@ impl Ctx<'_> {
         erasure_requested: bool,
         requested: Option<Timestamp>,
     ) -> Effect {
+        if matches!(self.st.phase, Phase::Anonymized { .. }) {
+            return self.reject_anonymized(em);
+        }
         if !reference_ok {
             return if category == Category::EnterpriseDecision {
                 self.reject(
@@ -455,11 +484,7 @@ impl Ctx<'_> {
                 (phase, effect)
             }
             phase @ Phase::Anonymized { .. } => {
-                let effect = self.reject(
-                    em,
-                    RejectionCode::RecordsAnonymized,
-                    "the customer's records were anonymised".into(),
-                );
+                let effect = self.reject_anonymized(em);
                 (phase, effect)
             }
         };
@@ -515,6 +540,7 @@ impl Ctx<'_> {
                 RejectionCode::NothingToWithdraw,
                 format!("no termination is pending, nothing to {who}"),
             ),
+            Phase::Anonymized { .. } => self.reject_anonymized(em),
             phase => {
                 let detail = format!(
                     "termination {} is {}: too late to {who}",
@@ -581,6 +607,9 @@ impl Ctx<'_> {
     }
 
     fn on_hold_released(&mut self, em: &mut Emitter, hold_ref: &str, at: Timestamp) -> Effect {
+        if matches!(self.st.phase, Phase::Anonymized { .. }) {
+            return self.reject_anonymized(em);
+        }
         let Ok(slot) = self.st.holds.binary_search_by(|h| h.as_str().cmp(hold_ref)) else {
             return self.reject(
                 em,

@@ -191,7 +191,9 @@ impl CustomerState {
     pub fn next_timer(&self) -> Option<(Timestamp, TimerKind)> {
         match &self.phase {
             Phase::Active => None,
-            Phase::Pending { termination } => Some((termination.effective_at, TimerKind::Effective)),
+            Phase::Pending { termination } => {
+                Some((termination.effective_at, TimerKind::Effective))
+            }
             Phase::Dismantling { dismantle, .. } if !dismantle.stalled => {
                 Some((dismantle.deadline, TimerKind::DismantleDeadline))
             }
@@ -215,8 +217,8 @@ impl CustomerState {
     /// [`StateDecodeError`] when the bytes are not a state record or come from a
     /// newer release than this one.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateDecodeError> {
-        let state: CustomerState =
-            serde_json::from_slice(bytes).map_err(|e| StateDecodeError::Malformed(e.to_string()))?;
+        let state: CustomerState = serde_json::from_slice(bytes)
+            .map_err(|e| StateDecodeError::Malformed(e.to_string()))?;
         if state.v > STATE_VERSION {
             return Err(StateDecodeError::TooNew(state.v));
         }
@@ -234,6 +236,8 @@ impl Default for CustomerState {
 pub enum StateDecodeError {
     #[error("changelog record is not a Terminus state: {0}")]
     Malformed(String),
-    #[error("changelog record has state version {0}, newer than this release understands ({STATE_VERSION}); upgrade Terminus")]
+    #[error(
+        "changelog record has state version {0}, newer than this release understands ({STATE_VERSION}); upgrade Terminus"
+    )]
     TooNew(u32),
 }

@@ -183,7 +183,10 @@ mod tests {
             ("foobar", -790_332_482),
             ("a-little-bit-long-string", -985_981_536),
             ("a-little-bit-longer-string", -1_486_304_829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             ("abc", 479_470_107),
         ];
         for (input, expected) in cases {
@@ -195,7 +198,10 @@ mod tests {
     fn env_vars_become_properties_and_strangers_are_ignored() {
         let (props, ignored) = properties_from_env([
             ("KAFKA_SECURITY_PROTOCOL".to_owned(), "SASL_SSL".to_owned()),
-            ("KAFKA_SASL_MECHANISM".to_owned(), "SCRAM-SHA-512".to_owned()),
+            (
+                "KAFKA_SASL_MECHANISM".to_owned(),
+                "SCRAM-SHA-512".to_owned(),
+            ),
             ("KAFKA_HEAP_OPTS".to_owned(), "-Xmx1g".to_owned()),
             ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), "x:1".to_owned()),
             ("PATH".to_owned(), "/bin".to_owned()),

@@ -83,9 +83,13 @@ pub enum TopicError {
         bootstrap: String,
         source: rdkafka::error::KafkaError,
     },
-    #[error("topics missing: {0}; create them with `terminus topics create` (or your platform's tooling)")]
+    #[error(
+        "topics missing: {0}; create them with `terminus topics create` (or your platform's tooling)"
+    )]
     Missing(String),
-    #[error("the input topics and the changelog must have the same number of partitions (co-partitioned by customer id), but they have: {0}")]
+    #[error(
+        "the input topics and the changelog must have the same number of partitions (co-partitioned by customer id), but they have: {0}"
+    )]
     NotCoPartitioned(String),
     #[error("cannot create topics: {0}")]
     Create(String),
@@ -104,13 +108,14 @@ pub struct Layout {
 /// # Errors
 /// [`TopicError`] naming the missing topics or the mismatched counts.
 pub fn check(settings: &KafkaSettings, names: &TopicNames) -> Result<Layout, TopicError> {
-    let consumer: BaseConsumer = settings
-        .client_config()
-        .create()
-        .map_err(|source| TopicError::Metadata {
-            bootstrap: settings.bootstrap_servers.clone(),
-            source,
-        })?;
+    let consumer: BaseConsumer =
+        settings
+            .client_config()
+            .create()
+            .map_err(|source| TopicError::Metadata {
+                bootstrap: settings.bootstrap_servers.clone(),
+                source,
+            })?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(15))
         .map_err(|source| TopicError::Metadata {

@@ -220,7 +220,7 @@ pub struct RestoreContext;
 
 impl ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if error.rdkafka_error_code() != Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF) {
             warn!(error = %error, reason, "changelog restore consumer error");
         }
     }
@@ -236,10 +236,12 @@ fn create_restorer(opts: &WorkerOptions) -> Result<BaseConsumer<RestoreContext>,
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    config.create_with_context(RestoreContext).map_err(|source| WorkerError::Client {
-        role: "changelog restore consumer",
-        source,
-    })
+    config
+        .create_with_context(RestoreContext)
+        .map_err(|source| WorkerError::Client {
+            role: "changelog restore consumer",
+            source,
+        })
 }
 
 fn create_consumer(

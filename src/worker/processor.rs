@@ -56,7 +56,11 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(opts: Arc<WorkerOptions>, producer: TxProducer, restorer: BaseConsumer<super::RestoreContext>) -> Self {
+    pub fn new(
+        opts: Arc<WorkerOptions>,
+        producer: TxProducer,
+        restorer: BaseConsumer<super::RestoreContext>,
+    ) -> Self {
         Processor {
             opts,
             producer,
@@ -108,7 +112,11 @@ impl Processor {
     }
 
     /// Handles one input record inside the open transaction.
-    pub fn process(&mut self, msg: &BorrowedMessage<'_>, now: Timestamp) -> Result<(), WorkerError> {
+    pub fn process(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        now: Timestamp,
+    ) -> Result<(), WorkerError> {
         self.begin()?;
         let topic = msg.topic().to_owned();
         let partition = msg.partition();
@@ -123,7 +131,10 @@ impl Processor {
         self.counters.consumed += 1;
         if !self.engines.contains_key(&partition) {
             // Assignment restores before fetching starts; this is a safety net.
-            warn!(partition, "record for a partition without restored state; restoring now");
+            warn!(
+                partition,
+                "record for a partition without restored state; restoring now"
+            );
             self.restore(&[partition])?;
         }
         let env = match self.validate(msg, now) {
@@ -204,7 +215,11 @@ impl Processor {
         Ok(env)
     }
 
-    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, err: &DecodeError) -> Result<(), WorkerError> {
+    fn dead_letter(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        err: &DecodeError,
+    ) -> Result<(), WorkerError> {
         warn!(
             topic = msg.topic(),
             partition = msg.partition(),
@@ -225,11 +240,21 @@ impl Processor {
         Ok(())
     }
 
-    fn publish(&mut self, record: &OutputRecord, traceparent: Option<&[u8]>) -> Result<(), WorkerError> {
+    fn publish(
+        &mut self,
+        record: &OutputRecord,
+        traceparent: Option<&[u8]>,
+    ) -> Result<(), WorkerError> {
         let topic = self.opts.topics.name(record.topic).to_owned();
         let value = record.to_json();
         let headers = output_headers(record, traceparent);
-        self.send(&topic, None, Some(record.key.as_bytes()), Some(&value), headers)?;
+        self.send(
+            &topic,
+            None,
+            Some(record.key.as_bytes()),
+            Some(&value),
+            headers,
+        )?;
         self.counters.produced += 1;
         Ok(())
     }
@@ -289,7 +314,10 @@ impl Processor {
 
     /// Commits the open transaction: changelog records of every changed
     /// customer, the consumed offsets with the group metadata, then commit.
-    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), WorkerError> {
+    pub fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), WorkerError> {
         let Some(txn) = self.txn.as_ref() else {
             return Ok(());
         };
@@ -297,7 +325,11 @@ impl Processor {
         let mut changes: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
         for (partition, engine) in &self.engines {
             for (key, state) in engine.changes() {
-                changes.push((*partition, key.to_owned(), state.map(CustomerState::to_bytes)));
+                changes.push((
+                    *partition,
+                    key.to_owned(),
+                    state.map(CustomerState::to_bytes),
+                ));
             }
         }
         for (partition, key, value) in &changes {
@@ -317,7 +349,9 @@ impl Processor {
         }
         if offsets.count() > 0 {
             let metadata = consumer.group_metadata().ok_or_else(|| {
-                WorkerError::Fatal("the consumer has no group metadata to commit offsets with".into())
+                WorkerError::Fatal(
+                    "the consumer has no group metadata to commit offsets with".into(),
+                )
             })?;
             self.producer
                 .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
@@ -361,7 +395,12 @@ impl Processor {
         self.abort()?;
         if let Some(txn) = self.txn.take() {
             for ((topic, partition), (first, _)) in txn.consumed {
-                if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(first), Duration::from_secs(10)) {
+                if let Err(e) = consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(first),
+                    Duration::from_secs(10),
+                ) {
                     // Seeking a partition we no longer own fails; its new owner
                     // starts from the committed offset anyway.
                     warn!(topic = %topic, partition, error = %e, "rewind failed");
@@ -389,7 +428,12 @@ impl Processor {
 
     /// Partitions taken away in a rebalance: commit what we have (or abort when
     /// the assignment was lost), then drop their state.
-    pub fn revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &BTreeSet<i32>, lost: bool) {
+    pub fn revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &BTreeSet<i32>,
+        lost: bool,
+    ) {
         let outcome = if lost {
             self.abort().map(|()| {
                 self.txn = None;
@@ -433,13 +477,17 @@ impl Processor {
                     reason: e.to_string(),
                 })?;
         }
-        self.restorer.assign(&tpl).map_err(|e| WorkerError::Restore {
-            partition: partitions[0],
-            reason: e.to_string(),
-        })?;
+        self.restorer
+            .assign(&tpl)
+            .map_err(|e| WorkerError::Restore {
+                partition: partitions[0],
+                reason: e.to_string(),
+            })?;
         let policy = Arc::new(self.opts.policy.clone());
-        let mut engines: BTreeMap<i32, Engine> =
-            partitions.iter().map(|p| (*p, Engine::new(policy.clone()))).collect();
+        let mut engines: BTreeMap<i32, Engine> = partitions
+            .iter()
+            .map(|p| (*p, Engine::new(policy.clone())))
+            .collect();
         let mut remaining: BTreeSet<i32> = partitions.iter().copied().collect();
         let mut records = 0u64;
         let deadline = Instant::now() + self.opts.restore_timeout;
@@ -459,7 +507,11 @@ impl Processor {
                         continue;
                     };
                     let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                        warn!(partition = msg.partition(), offset = msg.offset(), "changelog record without a UTF-8 key skipped");
+                        warn!(
+                            partition = msg.partition(),
+                            offset = msg.offset(),
+                            "changelog record without a UTF-8 key skipped"
+                        );
                         continue;
                     };
                     let state = match msg.payload() {

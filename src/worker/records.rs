@@ -52,7 +52,10 @@ pub fn dead_letter_headers(
             "__connect.errors.exception.class.name",
             reason.as_str().as_bytes(),
         ))
-        .insert(header("__connect.errors.exception.message", message.as_bytes()))
+        .insert(header(
+            "__connect.errors.exception.message",
+            message.as_bytes(),
+        ))
         .insert(header("terminus.dlq.reason", reason.as_str().as_bytes()));
     if let Some(ts) = origin.timestamp_ms {
         headers = headers.insert(header("terminus.dlq.timestamp", ts.to_string().as_bytes()));
@@ -76,6 +79,12 @@ fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a, &'a [u8]> {
 }
 
 /// The value of the first header named `name`.
-pub fn find_header<'a>(headers: Option<&'a rdkafka::message::BorrowedHeaders>, name: &str) -> Option<&'a [u8]> {
-    headers?.iter().find(|h| h.key == name).and_then(|h| h.value)
+pub fn find_header<'a>(
+    headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    headers?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
 }

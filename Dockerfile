@@ -1,0 +1,20 @@
+# Terminus worker image: `docker build -t terminus .`, or via docker-compose.yml.
+
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake libssl-dev libsasl2-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin terminus \
+ && cp target/release/terminus /usr/local/bin/terminus
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin terminus
+COPY --from=build /usr/local/bin/terminus /usr/local/bin/terminus
+USER 10001:10001
+ENTRYPOINT ["terminus"]
+CMD ["run"]
