@@ -15,6 +15,8 @@
 //! file does not use would warn: hence the `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
