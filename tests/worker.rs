@@ -241,8 +241,7 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
     let rig = Rig::new("scale").await;
     let phases = journeys(3, 120, 14);
     let mut a = rig.spawn("a");
-    let mut b = rig.spawn("b");
-    let mut b_alive = true;
+    let mut b = Some(rig.spawn("b"));
     for (i, phase) in phases.iter().enumerate() {
         rig.produce(phase).await;
         rig.wait_caught_up(Duration::from_secs(120)).await;
@@ -253,15 +252,16 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
                 log_a.contains("partitions restored") && log_b.contains("partitions restored"),
                 "both instances own partitions before the kill"
             );
-            b.kill().expect("SIGKILL b");
-            let _ = b.wait();
-            b_alive = false;
+            if let Some(mut b) = b.take() {
+                b.kill().expect("SIGKILL b");
+                let _ = b.wait();
+            }
         }
     }
     let events: Vec<String> = phases.concat();
     let actual = rig.outputs().await;
     stop(&mut a);
-    if b_alive {
+    if let Some(mut b) = b.take() {
         stop(&mut b);
     }
     assert_same_outputs(&actual, &simulate(&events));

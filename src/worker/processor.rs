@@ -533,7 +533,11 @@ impl Processor {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     remaining.remove(&p);
                 }
-                Some(Err(e)) => warn!(error = %e, "changelog read error during restore"),
+                Some(Err(e)) => {
+                    // Brokers down: librdkafka reconnects; don't spin on the error.
+                    warn!(error = %e, "changelog read error during restore; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
                 None => {}
             }
         }
