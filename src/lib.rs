@@ -11,5 +11,6 @@ pub mod domain;
 pub mod engine;
 pub mod kafka;
 pub mod simulate;
+pub mod telemetry;
 pub mod time;
 pub mod worker;

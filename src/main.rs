@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use terminus::cli::{
     Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
 };
-use terminus::worker::WorkerOptions;
+use terminus::telemetry::admin::AdminState;
+use terminus::worker::{Telemetry, WorkerOptions};
 use tracing::{error, info, warn};
 
 fn main() -> anyhow::Result<()> {
@@ -66,20 +67,16 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let _tracing = {
+        let _guard = runtime.enter();
+        terminus::telemetry::tracing_setup::init(args.log_format == LogFormat::Json)
+    };
     let (kafka, ignored) = args.connection.kafka_settings(std::env::vars());
     for name in ignored {
         warn!(variable = %name, "environment variable is not a librdkafka property; ignored");
@@ -108,15 +105,35 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     options.session_timeout = args.session_timeout;
     options.policy = args.policy.to_policy();
     // Secrets are masked by KafkaSettings' Debug.
-    info!(config = ?options, "starting terminus");
+    info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");
+
+    let telemetry = Telemetry::default();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.admin_addr))
+        .with_context(|| format!("cannot bind the admin server to {}", args.admin_addr))?;
+    let app = terminus::telemetry::admin::router(AdminState {
+        metrics: telemetry.metrics.clone(),
+        status: telemetry.status.clone(),
+        processor: telemetry.processor.clone(),
+        partitions: telemetry.partitions.clone(),
+    });
+    let admin_addr = listener.local_addr().unwrap_or(args.admin_addr);
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "admin server failed");
+        }
+    });
+    info!(addr = %admin_addr, "admin server listening");
 
     let stop = Arc::new(AtomicBool::new(false));
-    install_signal_handlers(stop.clone())?;
+    runtime.spawn(watch_signals(stop.clone()));
     let worker = std::thread::Builder::new()
         .name("terminus-worker".into())
-        .spawn(move || terminus::worker::run(options, stop))
+        .spawn(move || terminus::worker::run(options, stop, telemetry))
         .context("cannot start the worker thread")?;
-    match worker.join() {
+    let outcome = worker.join();
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             error!(error = %e, "worker failed");
@@ -128,38 +145,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// SIGTERM and SIGINT ask the worker to finish its transaction and leave the
 /// group; a second signal exits at once.
-fn install_signal_handlers(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal runtime")?;
-    std::thread::Builder::new()
-        .name("terminus-signals".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                else {
-                    return;
-                };
-                for _ in 0..2 {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                    if stop.swap(true, Ordering::SeqCst) {
-                        std::process::exit(130);
-                    }
-                    info!("shutdown requested; committing and leaving the group");
-                }
-            });
-        })
-        .context("cannot start the signal thread")?;
-    Ok(())
+async fn watch_signals(stop: Arc<AtomicBool>) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    for _ in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        info!("shutdown requested; committing and leaving the group");
+    }
 }
 
 fn topics(command: TopicsCommand) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text);
+    let _tracing = terminus::telemetry::tracing_setup::init(false);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     match command {
         TopicsCommand::Create(args) => {

@@ -194,6 +194,10 @@ pub struct RunArgs {
     /// by default).
     #[arg(long, env = "TERMINUS_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
     pub session_timeout: Duration,
+    /// Address of the admin HTTP server (health, readiness, metrics, queries).
+    /// Keep it on loopback or a private network: it serves customer state.
+    #[arg(long, env = "TERMINUS_ADMIN_ADDR", default_value = "127.0.0.1:8686")]
+    pub admin_addr: std::net::SocketAddr,
     /// Log format: json (default) or text.
     #[arg(long, env = "TERMINUS_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,

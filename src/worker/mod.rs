@@ -8,11 +8,13 @@
 mod options;
 mod processor;
 pub mod records;
+mod tracing_context;
 
 pub use options::WorkerOptions;
 pub use processor::Counters;
 
 use crate::kafka::topics::{self, TopicError};
+use crate::telemetry::{Metrics, Status};
 use crate::time::Timestamp;
 use processor::{Processor, TxProducer};
 use rdkafka::ClientContext;
@@ -21,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
@@ -71,17 +73,23 @@ impl ClientContext for WorkerContext {
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut processor = lock(&self.processor);
+        processor.rebalances += 1;
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions = self.input_partitions(tpl);
                 processor.revoke(consumer, &partitions, consumer.assignment_lost());
+                processor.status().set_owned(Vec::new());
             }
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = self.input_partitions(tpl).into_iter().collect();
                 info!(?partitions, "partitions assigned; restoring state");
+                processor.metrics().rebalanced("assign");
+                processor.status().set_restoring(true);
+                processor.status().set_owned(partitions.clone());
                 if let Err(e) = processor.restore(&partitions) {
                     processor.fatal = Some(e);
                 }
+                processor.status().set_restoring(false);
             }
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
@@ -107,14 +115,35 @@ fn lock(m: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
 /// A handle to a running worker's processor, for the admin server.
 pub type SharedProcessor = Arc<Mutex<Processor>>;
 
+/// What the worker shares with the admin server.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    /// Filled once the processor exists, for interactive queries.
+    pub processor: Arc<OnceLock<SharedProcessor>>,
+    /// Filled with the input partition count after the topic check.
+    pub partitions: Arc<OnceLock<i32>>,
+}
+
+/// How often consumer lag is recomputed (the issue asks for at most 10 s).
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the state gauges are recomputed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Runs the worker until `stop` is set, then commits, leaves the group and
 /// returns. Blocking: call it from a dedicated thread.
 ///
 /// # Errors
 /// [`WorkerError`] when the topics are missing or mis-partitioned, a client
 /// cannot be created, or Kafka reports a fatal error.
-pub fn run(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
+pub fn run(
+    options: WorkerOptions,
+    stop: Arc<AtomicBool>,
+    telemetry: Telemetry,
+) -> Result<(), WorkerError> {
     let layout = topics::check(&options.kafka, &options.topics)?;
+    let _ = telemetry.partitions.set(layout.partitions);
     info!(
         partitions = layout.partitions,
         group_id = %options.group_id,
@@ -124,7 +153,14 @@ pub fn run(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), WorkerEr
     let opts = Arc::new(options);
     let producer = create_producer(&opts)?;
     let restorer = create_restorer(&opts)?;
-    let processor = Arc::new(Mutex::new(Processor::new(opts.clone(), producer, restorer)));
+    let processor = Arc::new(Mutex::new(Processor::new(
+        opts.clone(),
+        producer,
+        restorer,
+        telemetry.metrics.clone(),
+        telemetry.status.clone(),
+    )));
+    let _ = telemetry.processor.set(processor.clone());
     let consumer = create_consumer(&opts, processor.clone())?;
     consumer
         .subscribe(&opts.topics.inputs())
@@ -133,7 +169,8 @@ pub fn run(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), WorkerEr
             source,
         })?;
     info!("worker started");
-    let result = run_loop(&consumer, &processor, &opts, &stop);
+    let result = run_loop(&consumer, &processor, &opts, &stop, &telemetry.status);
+    telemetry.status.set_stopping();
     if result.is_ok() {
         let mut p = lock(&processor);
         if let Err(e) = p.commit(&consumer) {
@@ -150,9 +187,31 @@ fn run_loop(
     processor: &Mutex<Processor>,
     opts: &WorkerOptions,
     stop: &AtomicBool,
+    status: &Status,
 ) -> Result<(), WorkerError> {
     let mut last_tick = Instant::now();
+    let mut last_lag = Instant::now() - LAG_INTERVAL;
+    let mut last_gauges = Instant::now() - GAUGE_INTERVAL;
+    let mut paused = false;
+    let mut seen_rebalances = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        status.beat(Timestamp::now().millis());
+        // Pause/resume on an operator's request; a new assignment is paused again.
+        let rebalances = lock(processor).rebalances;
+        if status.pause_requested() && (!paused || rebalances != seen_rebalances) {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.pause(&assignment);
+                info!(partitions = assignment.count(), "consumption paused");
+            }
+            paused = true;
+        } else if !status.pause_requested() && paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.resume(&assignment);
+                info!(partitions = assignment.count(), "consumption resumed");
+            }
+            paused = false;
+        }
+        seen_rebalances = rebalances;
         let timeout = lock(processor).poll_timeout();
         let polled = consumer.poll(timeout);
         let mut p = lock(processor);
@@ -179,6 +238,14 @@ fn run_loop(
             && let Err(e) = p.commit(consumer)
         {
             p.recover(consumer, e)?;
+        }
+        if last_lag.elapsed() >= LAG_INTERVAL {
+            last_lag = Instant::now();
+            p.refresh_lag(consumer);
+        }
+        if last_gauges.elapsed() >= GAUGE_INTERVAL {
+            last_gauges = Instant::now();
+            p.refresh_gauges(Timestamp::now());
         }
     }
     Ok(())

@@ -7,7 +7,8 @@ use super::options::WorkerOptions;
 use super::records::{Origin, TRACEPARENT, dead_letter_headers, find_header, output_headers};
 use crate::contract::{DeadLetterReason, DecodeError, OutputRecord, decode_envelope};
 use crate::domain::{CustomerState, Effect, StateDecodeError};
-use crate::engine::Engine;
+use crate::engine::{Engine, StateStore};
+use crate::telemetry::{Metrics, StateGauges, Status};
 use crate::time::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -17,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
 
@@ -27,6 +28,8 @@ struct OpenTxn {
     records: usize,
     /// (topic, partition) → (first offset consumed, next offset to commit).
     consumed: BTreeMap<(String, i32), (i64, i64)>,
+    /// Kafka timestamps (ms) of the consumed records, for the latency histogram.
+    timestamps: Vec<i64>,
 }
 
 /// Counters the worker keeps; exposed as metrics by the operability layer.
@@ -53,6 +56,10 @@ pub struct Processor {
     /// An error raised inside a rebalance callback, for the loop to act on.
     pub fatal: Option<WorkerError>,
     pub counters: Counters,
+    /// Rebalance callbacks seen, so the loop can re-apply a pause.
+    pub rebalances: u64,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
 }
 
 impl Processor {
@@ -60,8 +67,12 @@ impl Processor {
         opts: Arc<WorkerOptions>,
         producer: TxProducer,
         restorer: BaseConsumer<super::RestoreContext>,
+        metrics: Arc<Metrics>,
+        status: Arc<Status>,
     ) -> Self {
         Processor {
+            metrics,
+            status,
             opts,
             producer,
             restorer,
@@ -70,6 +81,7 @@ impl Processor {
             committed: HashMap::new(),
             fatal: None,
             counters: Counters::default(),
+            rebalances: 0,
         }
     }
 
@@ -106,6 +118,7 @@ impl Processor {
                 started: Instant::now(),
                 records: 0,
                 consumed: BTreeMap::new(),
+                timestamps: Vec::new(),
             });
         }
         Ok(())
@@ -123,6 +136,9 @@ impl Processor {
         let offset = msg.offset();
         if let Some(txn) = self.txn.as_mut() {
             txn.records += 1;
+            if let Some(ts) = msg.timestamp().to_millis() {
+                txn.timestamps.push(ts);
+            }
             txn.consumed
                 .entry((topic.clone(), partition))
                 .and_modify(|e| e.1 = offset + 1)
@@ -139,8 +155,21 @@ impl Processor {
         }
         let env = match self.validate(msg, now) {
             Ok(env) => env,
-            Err(err) => return self.dead_letter(msg, &err),
+            Err(err) => {
+                self.metrics.event_consumed(msg.topic(), "invalid");
+                return self.dead_letter(msg, &err);
+            }
         };
+        self.metrics
+            .event_consumed(msg.topic(), env.event.event_type());
+        let span = tracing::debug_span!(
+            "decide",
+            event_id = %env.event_id,
+            customer_id = %env.customer_id,
+            event_type = env.event.event_type()
+        );
+        super::tracing_context::link_parent(&span, find_header(msg.headers(), TRACEPARENT));
+        let _entered = span.enter();
         let Some(engine) = self.engines.get_mut(&partition) else {
             return Err(WorkerError::Restore {
                 partition,
@@ -149,12 +178,17 @@ impl Processor {
         };
         let handled = engine.handle(&env, now);
         match handled.effect {
-            Effect::Duplicate => self.counters.duplicates += 1,
+            Effect::Duplicate => {
+                self.counters.duplicates += 1;
+                self.metrics.duplicate();
+            }
             Effect::Ignored(reason) => {
                 self.counters.ignored += 1;
+                self.metrics.outcome_ignored(reason.as_str());
                 debug!(event_id = %env.event_id, customer_id = %env.customer_id, reason = reason.as_str(), "outcome ignored");
             }
             Effect::Rejected(code) => {
+                self.metrics.rejected(code.as_str());
                 info!(event_id = %env.event_id, customer_id = %env.customer_id, event_type = env.event.event_type(), reason_code = code.as_str(), "rejected");
             }
             Effect::Applied | Effect::Timers => {
@@ -237,6 +271,7 @@ impl Processor {
         let dlq = self.opts.topics.dead_letter.clone();
         self.send(&dlq, None, msg.key(), msg.payload(), headers)?;
         self.counters.dead_letters += 1;
+        self.metrics.dead_lettered(err.reason.as_str());
         Ok(())
     }
 
@@ -256,6 +291,8 @@ impl Processor {
             headers,
         )?;
         self.counters.produced += 1;
+        self.metrics
+            .event_produced(&topic, record.envelope.event_type);
         Ok(())
     }
 
@@ -304,6 +341,9 @@ impl Processor {
                 Some(engine) => engine.fire_due(now),
                 None => continue,
             };
+            if !outputs.is_empty() {
+                self.metrics.timer_fired();
+            }
             for record in &outputs {
                 info!(customer_id = %record.key, event_type = record.envelope.event_type, termination_id = ?record.envelope.event.termination_id(), "timer fired");
                 self.publish(record, None)?;
@@ -321,6 +361,8 @@ impl Processor {
         let Some(txn) = self.txn.as_ref() else {
             return Ok(());
         };
+        let span = info_span!("commit", records = txn.records);
+        let _entered = span.enter();
         let changelog = self.opts.topics.changelog.clone();
         let mut changes: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
         for (partition, engine) in &self.engines {
@@ -357,6 +399,7 @@ impl Processor {
                 .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
                 .map_err(WorkerError::from_txn)?;
         }
+        let commit_started = Instant::now();
         let mut attempts = 0;
         loop {
             match self.producer.commit_transaction(Duration::from_secs(60)) {
@@ -369,6 +412,14 @@ impl Processor {
             }
         }
         if let Some(txn) = self.txn.take() {
+            let now_ms = Timestamp::now().millis();
+            let latencies: Vec<f64> = txn
+                .timestamps
+                .iter()
+                .map(|ts| (now_ms - ts).max(0) as f64 / 1000.0)
+                .collect();
+            self.metrics
+                .committed(commit_started.elapsed().as_secs_f64(), &latencies);
             for ((topic, partition), (_, next)) in txn.consumed {
                 self.committed.insert((topic, partition), next);
             }
@@ -419,6 +470,7 @@ impl Processor {
                     other => WorkerError::Fatal(format!("abort failed: {other}")),
                 })?;
             self.counters.aborts += 1;
+            self.metrics.aborted();
         }
         for engine in self.engines.values_mut() {
             engine.rollback();
@@ -453,6 +505,9 @@ impl Processor {
             self.engines.remove(p);
             self.committed.retain(|(_, partition), _| partition != p);
         }
+        self.metrics
+            .rebalanced(if lost { "lost" } else { "revoke" });
+        self.metrics.clear_lag();
         info!(?partitions, lost, "partitions revoked");
     }
 
@@ -551,7 +606,85 @@ impl Processor {
             "partitions restored from the changelog"
         );
         self.counters.restored_records += records;
+        self.metrics
+            .restored(started.elapsed().as_secs_f64(), records);
         self.engines.extend(engines);
         Ok(())
+    }
+
+    /// Recomputes the lag gauge: high watermark minus the offset committed by
+    /// the last transaction (or the group's committed offset, or the low
+    /// watermark, before this instance committed anything for a partition).
+    pub fn refresh_lag<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let timeout = Duration::from_secs(2);
+        let mut unknown = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if !self
+                .committed
+                .contains_key(&(e.topic().to_owned(), e.partition()))
+            {
+                let _ = unknown.add_partition(e.topic(), e.partition());
+            }
+        }
+        if unknown.count() > 0
+            && let Ok(committed) = consumer.committed_offsets(unknown, timeout)
+        {
+            for e in committed.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    self.committed
+                        .insert((e.topic().to_owned(), e.partition()), o);
+                }
+            }
+        }
+        for e in assignment.elements() {
+            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)
+            else {
+                continue;
+            };
+            let position = self
+                .committed
+                .get(&(e.topic().to_owned(), e.partition()))
+                .copied()
+                .unwrap_or(low);
+            self.metrics
+                .set_lag(e.topic(), e.partition(), (high - position).max(0));
+        }
+    }
+
+    /// Recomputes the gauges derived from owned customers' states.
+    pub fn refresh_gauges(&self, now: Timestamp) {
+        let mut gauges = StateGauges::default();
+        let mut by_state: BTreeMap<&'static str, i64> = crate::domain::Phase::NAMES
+            .iter()
+            .map(|n| (*n, 0))
+            .collect();
+        let mut oldest: Option<Timestamp> = None;
+        for engine in self.engines.values() {
+            gauges.pending_timers += engine.timer_count() as i64;
+            engine.store().for_each(&mut |_, state| {
+                *by_state.entry(state.phase.name()).or_default() += 1;
+                if let crate::domain::Phase::Dismantling { dismantle, .. } = &state.phase {
+                    if dismantle.stalled {
+                        gauges.stalled += 1;
+                    }
+                    oldest =
+                        Some(oldest.map_or(dismantle.started_at, |o| o.min(dismantle.started_at)));
+                }
+            });
+        }
+        gauges.by_state = by_state.into_iter().collect();
+        gauges.oldest_dismantle_age_seconds = oldest.map_or(0.0, |o| now.since(o).as_secs_f64());
+        self.metrics.set_state_gauges(&gauges);
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

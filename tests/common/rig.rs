@@ -79,6 +79,11 @@ impl Rig {
     }
 
     pub fn spawn(&self, instance: &str) -> Child {
+        self.spawn_with(instance, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra flags for this instance only.
+    pub fn spawn_with(&self, instance: &str, extra: &[String]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -100,6 +105,12 @@ impl Rig {
             .args(["--session-timeout", "6s", "--log-format", "json"])
             .args(["--timer-interval", "200ms"])
             .args(&self.extra_args)
+            .args(extra)
+            .args(if extra.iter().any(|a| a == "--admin-addr") {
+                &[][..]
+            } else {
+                &["--admin-addr", "127.0.0.1:0"][..]
+            })
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

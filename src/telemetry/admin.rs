@@ -1,0 +1,135 @@
+//! The admin HTTP server: health, readiness, metrics, interactive queries and
+//! pause/resume. Bind it to loopback or a private network only: the query
+//! endpoint returns customers' termination state.
+
+use super::metrics::Metrics;
+use super::status::Status;
+use crate::kafka::partition_for_key;
+use crate::time::Timestamp;
+use crate::worker::SharedProcessor;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    /// Set once the worker has created its processor.
+    pub processor: Arc<OnceLock<SharedProcessor>>,
+    /// Partition count of the input topics (set at start-up).
+    pub partitions: Arc<OnceLock<i32>>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/relationships/{customer_id}", get(relationship))
+        .route("/admin/pause", post(pause))
+        .route("/admin/resume", post(resume))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AdminState>) -> Response {
+    match s
+        .status
+        .health(Timestamp::now().millis(), Duration::from_secs(30))
+    {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match s.status.readiness() {
+        Ok(detail) => (StatusCode::OK, format!("ready: {detail}\n")).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn pause(State(s): State<AdminState>) -> Response {
+    s.status.request_pause(true);
+    (StatusCode::ACCEPTED, "pausing consumption\n").into_response()
+}
+
+async fn resume(State(s): State<AdminState>) -> Response {
+    s.status.request_pause(false);
+    (StatusCode::ACCEPTED, "resuming consumption\n").into_response()
+}
+
+async fn relationship(State(s): State<AdminState>, Path(customer_id): Path<String>) -> Response {
+    let (Some(processor), Some(partitions)) = (s.processor.get(), s.partitions.get()) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the worker has not started yet"})),
+        )
+            .into_response();
+    };
+    let partition = partition_for_key(customer_id.as_bytes(), *partitions);
+    let processor = processor.clone();
+    let id = customer_id.clone();
+    // The processor lock is a std mutex held by the worker thread while it
+    // handles a record: wait for it off the async runtime.
+    let found = tokio::task::spawn_blocking(move || {
+        let p = processor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.engines().get(&partition).map(|engine| {
+            engine
+                .get(&id)
+                .map(|state| serde_json::to_value(state).unwrap_or_default())
+        })
+    })
+    .await
+    .unwrap_or(None);
+    match found {
+        Some(Some(state)) => (
+            StatusCode::OK,
+            Json(json!({"customerId": customer_id, "partition": partition, "state": state})),
+        )
+            .into_response(),
+        Some(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": "unknown customer",
+                "customerId": customer_id,
+                "partition": partition,
+                "detail": "this instance owns the customer's partition and holds no state for it",
+            })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": "not owned by this instance",
+                "customerId": customer_id,
+                "partition": partition,
+                "detail": format!("partition {partition} is held by another instance of the consumer group; ask that one"),
+            })),
+        )
+            .into_response(),
+    }
+}

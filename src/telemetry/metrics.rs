@@ -1,0 +1,297 @@
+//! Prometheus metrics: one struct, methods named after what happened.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Every metric Terminus exports, all prefixed `terminus_` (see README).
+pub struct Metrics {
+    registry: Registry,
+    consumer_lag: Family<Labels, Gauge>,
+    events_consumed: Family<Labels, Counter>,
+    events_produced: Family<Labels, Counter>,
+    dead_letters: Family<Labels, Counter>,
+    outcomes_ignored: Family<Labels, Counter>,
+    rejections: Family<Labels, Counter>,
+    duplicates: Counter,
+    end_to_end_latency: Histogram,
+    commit_duration: Histogram,
+    transactions: Family<Labels, Counter>,
+    rebalances: Family<Labels, Counter>,
+    restore_duration: Histogram,
+    records_restored: Counter,
+    relationships: Family<Labels, Gauge>,
+    pending_timers: Gauge,
+    stalled_terminations: Gauge,
+    oldest_pending_dismantle_age: Gauge<f64, AtomicU64>,
+    timers_fired: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("terminus");
+        let m = Metrics {
+            consumer_lag: Family::default(),
+            events_consumed: Family::default(),
+            events_produced: Family::default(),
+            dead_letters: Family::default(),
+            outcomes_ignored: Family::default(),
+            rejections: Family::default(),
+            duplicates: Counter::default(),
+            end_to_end_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            transactions: Family::default(),
+            rebalances: Family::default(),
+            restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            records_restored: Counter::default(),
+            relationships: Family::default(),
+            pending_timers: Gauge::default(),
+            stalled_terminations: Gauge::default(),
+            oldest_pending_dismantle_age: Gauge::default(),
+            timers_fired: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "consumer_lag",
+            "Input records not yet committed: high watermark minus the offset committed by the last transaction, per topic and partition",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "events_consumed",
+            "Input records consumed, by topic and event type (`invalid` for dead letters)",
+            m.events_consumed.clone(),
+        );
+        registry.register(
+            "events_produced",
+            "Output events produced (committed or about to be), by topic and event type",
+            m.events_produced.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Input records sent to the dead-letter topic, by reason code",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "outcomes_ignored",
+            "Dismantle outcomes that named no current dismantling, by reason",
+            m.outcomes_ignored.clone(),
+        );
+        registry.register(
+            "rejections",
+            "TerminationRejected events, by reason code",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "duplicate_events",
+            "Input events ignored because their eventId was seen before",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "end_to_end_latency_seconds",
+            "From an input record's Kafka timestamp to the commit of the transaction holding its outputs",
+            m.end_to_end_latency.clone(),
+        );
+        registry.register(
+            "transaction_commit_seconds",
+            "Duration of send_offsets_to_transaction plus commit_transaction",
+            m.commit_duration.clone(),
+        );
+        registry.register(
+            "transactions",
+            "Kafka transactions, by result (committed, aborted)",
+            m.transactions.clone(),
+        );
+        registry.register(
+            "rebalances",
+            "Consumer group rebalance callbacks, by kind (assign, revoke, lost)",
+            m.rebalances.clone(),
+        );
+        registry.register(
+            "restore_seconds",
+            "Time to restore assigned partitions from the changelog",
+            m.restore_duration.clone(),
+        );
+        registry.register(
+            "records_restored",
+            "Changelog records read while restoring",
+            m.records_restored.clone(),
+        );
+        registry.register(
+            "relationships",
+            "Customers held by this instance, by state",
+            m.relationships.clone(),
+        );
+        registry.register(
+            "pending_timers",
+            "Armed timers (effective time, dismantle deadline, retention, forget) of owned customers",
+            m.pending_timers.clone(),
+        );
+        registry.register(
+            "stalled_terminations",
+            "Terminations in Dismantling that raised TerminationStalled",
+            m.stalled_terminations.clone(),
+        );
+        registry.register(
+            "oldest_pending_dismantle_age_seconds",
+            "Age of the oldest dismantling still waiting for a vertical",
+            m.oldest_pending_dismantle_age.clone(),
+        );
+        registry.register(
+            "timers_fired",
+            "Timers fired (outputs they caused are counted in events_produced)",
+            m.timers_fired.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn event_consumed(&self, topic: &str, event_type: &str) {
+        self.events_consumed
+            .get_or_create(&labels(&[("topic", topic), ("event_type", event_type)]))
+            .inc();
+    }
+
+    pub fn event_produced(&self, topic: &str, event_type: &str) {
+        self.events_produced
+            .get_or_create(&labels(&[("topic", topic), ("event_type", event_type)]))
+            .inc();
+    }
+
+    pub fn dead_lettered(&self, reason: &str) {
+        self.dead_letters
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    pub fn outcome_ignored(&self, reason: &str) {
+        self.outcomes_ignored
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    pub fn rejected(&self, code: &str) {
+        self.rejections
+            .get_or_create(&labels(&[("reason_code", code)]))
+            .inc();
+    }
+
+    pub fn duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    pub fn timer_fired(&self) {
+        self.timers_fired.inc();
+    }
+
+    pub fn committed(&self, commit_seconds: f64, latencies_seconds: &[f64]) {
+        self.commit_duration.observe(commit_seconds);
+        for l in latencies_seconds {
+            self.end_to_end_latency.observe(*l);
+        }
+        self.transactions
+            .get_or_create(&labels(&[("result", "committed")]))
+            .inc();
+    }
+
+    pub fn aborted(&self) {
+        self.transactions
+            .get_or_create(&labels(&[("result", "aborted")]))
+            .inc();
+    }
+
+    pub fn rebalanced(&self, kind: &str) {
+        self.rebalances
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    pub fn restored(&self, seconds: f64, records: u64) {
+        self.restore_duration.observe(seconds);
+        self.records_restored.inc_by(records);
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .get_or_create(&labels(&[
+                ("topic", topic),
+                ("partition", &partition.to_string()),
+            ]))
+            .set(lag);
+    }
+
+    /// Forgets the lag series of partitions this instance no longer owns.
+    pub fn clear_lag(&self) {
+        self.consumer_lag.clear();
+    }
+
+    pub fn set_state_gauges(&self, gauges: &StateGauges) {
+        for (state, count) in &gauges.by_state {
+            self.relationships
+                .get_or_create(&labels(&[("state", state)]))
+                .set(*count);
+        }
+        self.pending_timers.set(gauges.pending_timers);
+        self.stalled_terminations.set(gauges.stalled);
+        self.oldest_pending_dismantle_age
+            .set(gauges.oldest_dismantle_age_seconds);
+    }
+}
+
+/// Gauges computed from the owned customers' states.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StateGauges {
+    pub by_state: Vec<(&'static str, i64)>,
+    pub pending_timers: i64,
+    pub stalled: i64,
+    pub oldest_dismantle_age_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_counters_with_labels() {
+        let m = Metrics::new();
+        m.event_consumed("crm.customer.lifecycle.v1", "CustomerDeceased");
+        m.dead_lettered("InvalidJson");
+        m.set_lag("crm.customer.lifecycle.v1", 2, 7);
+        m.committed(0.01, &[0.2]);
+        let text = m.render();
+        assert!(text.contains(
+            "terminus_events_consumed_total{topic=\"crm.customer.lifecycle.v1\",event_type=\"CustomerDeceased\"} 1"
+        ), "{text}");
+        assert!(text.contains("terminus_dead_letters_total{reason=\"InvalidJson\"} 1"));
+        assert!(text.contains(
+            "terminus_consumer_lag{topic=\"crm.customer.lifecycle.v1\",partition=\"2\"} 7"
+        ));
+        assert!(text.contains("terminus_transactions_total{result=\"committed\"} 1"));
+        assert!(text.contains("terminus_end_to_end_latency_seconds_count 1"));
+    }
+}

@@ -1,0 +1,123 @@
+//! What `/healthz` and `/readyz` report, updated by the worker loop.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Shared between the worker thread (writer) and the admin server (reader).
+#[derive(Default)]
+pub struct Status {
+    heartbeat_ms: AtomicI64,
+    started: AtomicBool,
+    assignment_received: AtomicBool,
+    restoring: AtomicBool,
+    pause_requested: AtomicBool,
+    stopping: AtomicBool,
+    owned: Mutex<Vec<i32>>,
+}
+
+impl Status {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The loop is alive at `now_ms`.
+    pub fn beat(&self, now_ms: i64) {
+        self.heartbeat_ms.store(now_ms, Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::Relaxed);
+    }
+
+    pub fn set_owned(&self, partitions: Vec<i32>) {
+        self.assignment_received.store(true, Ordering::Relaxed);
+        if let Ok(mut owned) = self.owned.lock() {
+            *owned = partitions;
+        }
+    }
+
+    pub fn owned(&self) -> Vec<i32> {
+        self.owned.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn request_pause(&self, pause: bool) {
+        self.pause_requested.store(pause, Ordering::Relaxed);
+    }
+
+    pub fn pause_requested(&self) -> bool {
+        self.pause_requested.load(Ordering::Relaxed)
+    }
+
+    /// Alive unless the loop has not turned for `stuck_after`.
+    ///
+    /// # Errors
+    /// The reason the process is considered unhealthy.
+    pub fn health(&self, now_ms: i64, stuck_after: Duration) -> Result<(), String> {
+        if !self.started.load(Ordering::Relaxed) {
+            return Ok(()); // still starting: readiness says so
+        }
+        let idle = now_ms - self.heartbeat_ms.load(Ordering::Relaxed);
+        if idle > stuck_after.as_millis() as i64 {
+            Err(format!("event loop has not turned for {idle} ms"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Ready when the partitions it owns are restored and being consumed.
+    ///
+    /// # Errors
+    /// Why the instance is not ready.
+    pub fn readiness(&self) -> Result<String, String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        if !self.started.load(Ordering::Relaxed) {
+            return Err("starting: connecting to Kafka".into());
+        }
+        if !self.assignment_received.load(Ordering::Relaxed) {
+            return Err("waiting for a partition assignment from the consumer group".into());
+        }
+        if self.restoring.load(Ordering::Relaxed) {
+            return Err("restoring assigned partitions from the changelog".into());
+        }
+        if self.pause_requested() {
+            return Err("consumption paused by an operator (POST /admin/resume)".into());
+        }
+        Ok(format!("consuming partitions {:?}", self.owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_walks_through_start_restore_and_pause() {
+        let s = Status::new();
+        assert!(s.readiness().unwrap_err().contains("starting"));
+        s.beat(1000);
+        assert!(s.readiness().unwrap_err().contains("assignment"));
+        s.set_restoring(true);
+        s.set_owned(vec![0, 1]);
+        assert!(s.readiness().unwrap_err().contains("restoring"));
+        s.set_restoring(false);
+        assert_eq!(s.readiness().unwrap(), "consuming partitions [0, 1]");
+        s.request_pause(true);
+        assert!(s.readiness().unwrap_err().contains("paused"));
+    }
+
+    #[test]
+    fn health_fails_when_the_loop_stops_turning() {
+        let s = Status::new();
+        s.beat(1000);
+        assert!(s.health(2000, Duration::from_secs(30)).is_ok());
+        assert!(s.health(40_000, Duration::from_secs(30)).is_err());
+    }
+}
