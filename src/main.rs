@@ -103,6 +103,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     options.timer_interval = args.timer_interval;
     options.transaction_timeout = args.transaction_timeout;
     options.session_timeout = args.session_timeout;
+    options.static_membership = args.static_membership;
     options.policy = args.policy.to_policy();
     // Secrets are masked by KafkaSettings' Debug.
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");

@@ -42,9 +42,11 @@ async fn the_worker_carries_on_through_a_broker_restart() {
     for (i, phase) in phases.iter().enumerate() {
         rig.produce(phase).await;
         if i == 4 {
-            // Stop the broker while the worker may hold an open transaction.
+            // Stop the broker while the worker may hold an open transaction,
+            // for longer than the session timeout (6 s): the worker loses its
+            // assignment and must rejoin on its own.
             kafka("stop");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(8)).await;
             kafka("start");
         }
         rig.wait_caught_up(Duration::from_secs(180)).await;

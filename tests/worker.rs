@@ -51,7 +51,9 @@ async fn journeys_through_kafka_equal_the_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let rig = Rig::new("crash").await;
+    let mut rig = Rig::new("crash").await;
+    // Static membership: each restart takes the partitions back at once.
+    rig.extra_args = vec!["--static-membership".into(), "true".into()];
     let phases = journeys(2, 600, 34);
     let events: Vec<String> = phases.concat();
     assert!(events.len() >= 20_000, "{} events", events.len());

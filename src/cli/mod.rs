@@ -194,6 +194,12 @@ pub struct RunArgs {
     /// by default).
     #[arg(long, env = "TERMINUS_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
     pub session_timeout: Duration,
+    /// Static group membership (group.instance.id = instance id): restarts
+    /// keep their partitions without a rebalance, but a stopped instance does
+    /// not leave the group on SIGTERM (its partitions move after the session
+    /// timeout). Off by default: SIGTERM leaves the group.
+    #[arg(long, env = "TERMINUS_STATIC_MEMBERSHIP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub static_membership: bool,
     /// Address of the admin HTTP server (health, readiness, metrics, queries).
     /// Keep it on loopback or a private network: it serves customer state.
     #[arg(long, env = "TERMINUS_ADMIN_ADDR", default_value = "127.0.0.1:8686")]

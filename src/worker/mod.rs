@@ -38,21 +38,36 @@ pub enum WorkerError {
     },
     #[error("fatal Kafka error, exiting so that the orchestrator restarts the worker: {0}")]
     Fatal(String),
+    #[error(
+        "the producer was fenced: another instance runs with transactional id {0}; exiting (give every instance its own --instance-id)"
+    )]
+    Fenced(String),
+    #[error("the producer failed fatally ({0}); it will be rebuilt")]
+    ProducerBroken(String),
     #[error("transaction failed and will be retried: {0}")]
     Abortable(KafkaError),
     #[error("restoring partition {partition} from the changelog failed: {reason}")]
     Restore { partition: i32, reason: String },
+    /// The consumer lost its assignment and has not been given a new one.
+    #[error("the consumer did not rejoin its group after losing its assignment")]
+    Rejoin,
 }
 
 impl WorkerError {
     /// Sorts a transactional error into fatal (fenced, …) or abortable.
     pub fn from_txn(err: KafkaError) -> Self {
+        use rdkafka::error::RDKafkaErrorCode as Code;
+        let code = err.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(Code::ProducerFenced | Code::Fenced | Code::InvalidProducerEpoch)
+        ) {
+            return WorkerError::Fenced(err.to_string());
+        }
         if let KafkaError::Transaction(e) = &err
             && e.is_fatal()
         {
-            return WorkerError::Fatal(format!(
-                "{e} (the producer was fenced by another instance with the same transactional id, or lost its epoch)"
-            ));
+            return WorkerError::ProducerBroken(e.to_string());
         }
         WorkerError::Abortable(err)
     }
@@ -128,6 +143,9 @@ pub struct Telemetry {
 
 /// How often consumer lag is recomputed (the issue asks for at most 10 s).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long past the session timeout a consumer that lost its assignment may
+/// wait for a new one before it is recreated.
+const REJOIN_GRACE: Duration = Duration::from_secs(20);
 /// How often the state gauges are recomputed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -161,15 +179,20 @@ pub fn run(
         telemetry.status.clone(),
     )));
     let _ = telemetry.processor.set(processor.clone());
-    let consumer = create_consumer(&opts, processor.clone())?;
-    consumer
-        .subscribe(&opts.topics.inputs())
-        .map_err(|source| WorkerError::Client {
-            role: "consumer subscription",
-            source,
-        })?;
+    let mut consumer = subscribe(&opts, &processor)?;
     info!("worker started");
-    let result = run_loop(&consumer, &processor, &opts, &stop, &telemetry.status);
+    let result = loop {
+        match run_loop(&consumer, &processor, &opts, &stop, &telemetry.status) {
+            Err(WorkerError::Rejoin) => {
+                warn!(
+                    "no partition assignment since the last one was lost; recreating the consumer to rejoin the group"
+                );
+                drop(consumer);
+                consumer = subscribe(&opts, &processor)?;
+            }
+            other => break other,
+        }
+    };
     telemetry.status.set_stopping();
     if result.is_ok() {
         let mut p = lock(&processor);
@@ -243,6 +266,14 @@ fn run_loop(
             last_lag = Instant::now();
             p.refresh_lag(consumer);
         }
+        // librdkafka normally rejoins by itself after a lost assignment; if no
+        // rebalance arrives well after the session timeout, start afresh.
+        if p.lost_since
+            .is_some_and(|t| t.elapsed() > opts.session_timeout + REJOIN_GRACE)
+        {
+            p.lost_since = None;
+            return Err(WorkerError::Rejoin);
+        }
         if last_gauges.elapsed() >= GAUGE_INTERVAL {
             last_gauges = Instant::now();
             p.refresh_gauges(Timestamp::now());
@@ -251,7 +282,7 @@ fn run_loop(
     Ok(())
 }
 
-fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
+pub(crate) fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
     let mut config = opts.kafka.client_config();
     config
         .set("transactional.id", opts.transactional_id())
@@ -276,6 +307,7 @@ fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
                 role: "transactional producer (init_transactions)",
                 source: e,
             },
+            WorkerError::ProducerBroken(m) => WorkerError::Fatal(m),
             fatal => fatal,
         })?;
     Ok(producer)
@@ -311,6 +343,20 @@ fn create_restorer(opts: &WorkerOptions) -> Result<BaseConsumer<RestoreContext>,
         })
 }
 
+fn subscribe(
+    opts: &WorkerOptions,
+    processor: &Arc<Mutex<Processor>>,
+) -> Result<BaseConsumer<WorkerContext>, WorkerError> {
+    let consumer = create_consumer(opts, processor.clone())?;
+    consumer
+        .subscribe(&opts.topics.inputs())
+        .map_err(|source| WorkerError::Client {
+            role: "consumer subscription",
+            source,
+        })?;
+    Ok(consumer)
+}
+
 fn create_consumer(
     opts: &WorkerOptions,
     processor: Arc<Mutex<Processor>>,
@@ -325,13 +371,15 @@ fn create_consumer(
         // Range assignment gives one member partition p of every input topic:
         // co-partitioning is what lets one engine own a customer.
         .set("partition.assignment.strategy", "range")
-        // Static membership: a restarted instance takes its partitions back at
-        // once instead of waiting out the session of its previous incarnation.
-        .set("group.instance.id", &opts.instance_id)
         .set(
             "session.timeout.ms",
             opts.session_timeout.as_millis().to_string(),
         );
+    if opts.static_membership {
+        // A restarted instance takes its partitions back at once instead of
+        // waiting out the session of its previous incarnation.
+        config.set("group.instance.id", &opts.instance_id);
+    }
     let context = WorkerContext {
         processor,
         topics: opts.topics.clone(),

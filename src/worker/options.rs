@@ -30,6 +30,10 @@ pub struct WorkerOptions {
     /// Consumer session timeout: how long a vanished instance keeps its
     /// partitions before the group hands them to another (default 45 s).
     pub session_timeout: Duration,
+    /// Static group membership (`group.instance.id` = instance id): a restarted
+    /// instance gets its partitions back without a rebalance, but a stopped one
+    /// does not leave the group; its partitions move after the session timeout.
+    pub static_membership: bool,
     /// Longest a partition restore may take before the worker gives up.
     pub restore_timeout: Duration,
     pub policy: Policy,
@@ -49,6 +53,7 @@ impl WorkerOptions {
             timer_interval: Duration::from_secs(1),
             transaction_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(45),
+            static_membership: false,
             restore_timeout: Duration::from_secs(300),
             policy: Policy::default(),
         }

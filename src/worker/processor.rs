@@ -58,6 +58,8 @@ pub struct Processor {
     pub counters: Counters,
     /// Rebalance callbacks seen, so the loop can re-apply a pause.
     pub rebalances: u64,
+    /// When the assignment was lost, until the next assignment arrives.
+    pub lost_since: Option<Instant>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
 }
@@ -82,6 +84,7 @@ impl Processor {
             fatal: None,
             counters: Counters::default(),
             rebalances: 0,
+            lost_since: None,
         }
     }
 
@@ -439,11 +442,17 @@ impl Processor {
         consumer: &BaseConsumer<C>,
         err: WorkerError,
     ) -> Result<(), WorkerError> {
-        if matches!(err, WorkerError::Fatal(_) | WorkerError::Restore { .. }) {
+        if matches!(
+            err,
+            WorkerError::Fatal(_) | WorkerError::Fenced(_) | WorkerError::Restore { .. }
+        ) {
             return Err(err);
         }
         warn!(error = %err, "aborting the transaction and rewinding");
-        self.abort()?;
+        let producer_usable = !matches!(err, WorkerError::ProducerBroken(_)) && self.abort()?;
+        for engine in self.engines.values_mut() {
+            engine.rollback();
+        }
         if let Some(txn) = self.txn.take() {
             for ((topic, partition), (first, _)) in txn.consumed {
                 if let Err(e) = consumer.seek(
@@ -458,24 +467,60 @@ impl Processor {
                 }
             }
         }
+        if !producer_usable {
+            self.rebuild_producer()?;
+        }
         Ok(())
     }
 
-    fn abort(&mut self) -> Result<(), WorkerError> {
-        if self.txn.is_some() {
-            self.producer
-                .abort_transaction(Duration::from_secs(30))
-                .map_err(|e| match WorkerError::from_txn(e) {
-                    WorkerError::Fatal(m) => WorkerError::Fatal(m),
-                    other => WorkerError::Fatal(format!("abort failed: {other}")),
-                })?;
-            self.counters.aborts += 1;
-            self.metrics.aborted();
+    /// Aborts the open transaction. `Ok(false)` when the producer failed
+    /// fatally and must be rebuilt; `Err` when it was fenced.
+    fn abort(&mut self) -> Result<bool, WorkerError> {
+        if self.txn.is_none() {
+            return Ok(true);
         }
-        for engine in self.engines.values_mut() {
-            engine.rollback();
+        match self.producer.abort_transaction(Duration::from_secs(30)) {
+            Ok(()) => {
+                self.counters.aborts += 1;
+                self.metrics.aborted();
+                Ok(true)
+            }
+            Err(e) => match WorkerError::from_txn(e) {
+                fenced @ WorkerError::Fenced(_) => Err(fenced),
+                other => {
+                    warn!(error = %other, "abort failed; the producer will be rebuilt");
+                    self.counters.aborts += 1;
+                    self.metrics.aborted();
+                    Ok(false)
+                }
+            },
         }
-        Ok(())
+    }
+
+    /// Replaces a producer in a fatal state with a new one under the same
+    /// transactional id: init_transactions aborts whatever the old one left
+    /// open. Retried while the brokers are unreachable.
+    fn rebuild_producer(&mut self) -> Result<(), WorkerError> {
+        let mut last = None;
+        for attempt in 1..=10 {
+            match super::create_producer(&self.opts) {
+                Ok(producer) => {
+                    self.producer = producer;
+                    info!(attempt, "transactional producer rebuilt");
+                    return Ok(());
+                }
+                Err(fenced @ WorkerError::Fenced(_)) => return Err(fenced),
+                Err(e) => {
+                    warn!(attempt, error = %e, "rebuilding the producer failed; retrying");
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            }
+        }
+        Err(WorkerError::Fatal(format!(
+            "cannot rebuild the transactional producer: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
     }
 
     /// Partitions taken away in a rebalance: commit what we have (or abort when
@@ -486,20 +531,30 @@ impl Processor {
         partitions: &BTreeSet<i32>,
         lost: bool,
     ) {
-        let outcome = if lost {
-            self.abort().map(|()| {
-                self.txn = None;
-            })
-        } else {
-            self.commit(consumer).or_else(|e| {
-                warn!(error = %e, "commit at revocation failed; aborting");
-                self.abort().map(|()| {
-                    self.txn = None;
-                })
-            })
-        };
-        if let Err(e) = outcome {
-            self.fatal = Some(e);
+        let committed = !lost
+            && match self.commit(consumer) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "commit at revocation failed; aborting");
+                    false
+                }
+            };
+        if !committed {
+            let outcome = match self.abort() {
+                Ok(true) => Ok(()),
+                Ok(false) => self.rebuild_producer(),
+                Err(e) => Err(e),
+            };
+            self.txn = None;
+            for engine in self.engines.values_mut() {
+                engine.rollback();
+            }
+            if let Err(e) = outcome {
+                self.fatal = Some(e);
+            }
+        }
+        if lost {
+            self.lost_since = Some(Instant::now());
         }
         for p in partitions {
             self.engines.remove(p);
@@ -514,6 +569,7 @@ impl Processor {
     /// Reads each partition's changelog from the beginning to its end
     /// (read_committed) into a fresh engine.
     pub fn restore(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        self.lost_since = None;
         let partitions: Vec<i32> = partitions
             .iter()
             .copied()

@@ -147,8 +147,14 @@ impl Rig {
         loop {
             let mut behind = 0i64;
             for topic in self.topic_roles().0 {
-                let ends = high_watermarks(&topic);
-                let committed = super::committed_offsets(&self.group, &topic).await;
+                let Some(ends) = high_watermarks(&topic) else {
+                    behind += 1;
+                    continue;
+                };
+                let Some(committed) = try_committed(&self.group, &topic) else {
+                    behind += 1;
+                    continue;
+                };
                 for (p, end) in ends {
                     behind += end - committed.get(&p).copied().unwrap_or(0);
                 }
@@ -204,14 +210,41 @@ impl Rig {
     }
 }
 
-pub fn high_watermarks(topic: &str) -> Vec<(i32, i64)> {
+/// The group's committed offsets on `topic`, or `None` while the broker cannot
+/// tell (for example while its group coordinator restarts).
+pub fn try_committed(group: &str, topic: &str) -> Option<std::collections::HashMap<i32, i64>> {
+    let consumer: BaseConsumer = super::consumer_config(group, super::Isolation::ReadCommitted)
+        .create()
+        .ok()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .ok()?;
+    Some(
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// High watermarks of `topic`, or `None` while the broker cannot tell (for
+/// example right after it restarted).
+pub fn high_watermarks(topic: &str) -> Option<Vec<(i32, i64)>> {
     let consumer: BaseConsumer = super::client_config().create().expect("consumer");
     (0..PARTITIONS)
         .map(|p| {
-            let (_, high) = consumer
+            consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks");
-            (p, high)
+                .ok()
+                .map(|(_, high)| (p, high))
         })
         .collect()
 }
