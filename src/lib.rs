@@ -6,6 +6,7 @@
 //! and their timers; [`simulate`] and the worker drive the same engine.
 
 pub mod cli;
+pub mod codec;
 pub mod contract;
 pub mod domain;
 pub mod engine;

@@ -173,10 +173,25 @@ pub enum DeadLetterReason {
     RecordTooLarge,
     /// `eventTime` is further ahead of the worker's clock than the tolerance.
     EventTimeInFuture,
+    /// An Avro value in the Confluent wire format names a schema id the schema
+    /// registry does not have (or no registry is configured).
+    UnknownSchemaId,
+    /// An Avro single-object value names a schema fingerprint that is neither a
+    /// contract schema nor one fetched from the registry.
+    UnknownFingerprint,
+    /// The Avro writer schema cannot be resolved against the contract's reader
+    /// schema (a field without default is missing, a type changed, …).
+    IncompatibleSchema,
+    /// The Avro payload does not decode with its writer schema (truncated,
+    /// corrupt, trailing bytes), or is announced as Avro without a known header.
+    InvalidAvro,
+    /// The schema registry could not be reached to resolve a schema id. Not the
+    /// record's fault: the worker retries instead of dead-lettering it.
+    SchemaRegistryUnavailable,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 12] = [
+    pub const ALL: [DeadLetterReason; 17] = [
         DeadLetterReason::InvalidJson,
         DeadLetterReason::InvalidEnvelope,
         DeadLetterReason::MissingField,
@@ -189,6 +204,11 @@ impl DeadLetterReason {
         DeadLetterReason::KeyMismatch,
         DeadLetterReason::RecordTooLarge,
         DeadLetterReason::EventTimeInFuture,
+        DeadLetterReason::UnknownSchemaId,
+        DeadLetterReason::UnknownFingerprint,
+        DeadLetterReason::IncompatibleSchema,
+        DeadLetterReason::InvalidAvro,
+        DeadLetterReason::SchemaRegistryUnavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -205,6 +225,11 @@ impl DeadLetterReason {
             DeadLetterReason::KeyMismatch => "KeyMismatch",
             DeadLetterReason::RecordTooLarge => "RecordTooLarge",
             DeadLetterReason::EventTimeInFuture => "EventTimeInFuture",
+            DeadLetterReason::UnknownSchemaId => "UnknownSchemaId",
+            DeadLetterReason::UnknownFingerprint => "UnknownFingerprint",
+            DeadLetterReason::IncompatibleSchema => "IncompatibleSchema",
+            DeadLetterReason::InvalidAvro => "InvalidAvro",
+            DeadLetterReason::SchemaRegistryUnavailable => "SchemaRegistryUnavailable",
         }
     }
 }
