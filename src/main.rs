@@ -10,7 +10,7 @@ use terminus::cli::{
     Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
 };
 use terminus::telemetry::admin::AdminState;
-use terminus::worker::{Telemetry, WorkerOptions};
+use terminus::worker::{RegistrySettings, Telemetry, WorkerOptions};
 use tracing::{error, info, warn};
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +104,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     options.transaction_timeout = args.transaction_timeout;
     options.session_timeout = args.session_timeout;
     options.static_membership = args.static_membership;
+    options.output_format = args.output_format;
+    options.schema_registry = args
+        .schema_registry_url
+        .clone()
+        .map(|url| RegistrySettings {
+            url,
+            user: args.schema_registry_user.clone(),
+            password: std::env::var("TERMINUS_SCHEMA_REGISTRY_PASSWORD").ok(),
+        });
     options.policy = args.policy.to_policy();
     // Secrets are masked by KafkaSettings' Debug.
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");

@@ -200,6 +200,18 @@ pub struct RunArgs {
     /// timeout). Off by default: SIGTERM leaves the group.
     #[arg(long, env = "TERMINUS_STATIC_MEMBERSHIP", default_value_t = false, action = clap::ArgAction::Set)]
     pub static_membership: bool,
+    /// Wire format of the outputs: json, avro-confluent (needs
+    /// --schema-registry-url) or avro-single-object. Inputs in any of them are
+    /// recognised per record.
+    #[arg(long, env = "TERMINUS_OUTPUT_FORMAT", default_value = "json")]
+    pub output_format: crate::codec::WireFormat,
+    /// Confluent-compatible schema registry URL (for avro-confluent in or out).
+    #[arg(long, env = "TERMINUS_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+    /// Schema registry basic-auth user; the password is read from
+    /// TERMINUS_SCHEMA_REGISTRY_PASSWORD (never a flag).
+    #[arg(long, env = "TERMINUS_SCHEMA_REGISTRY_USER")]
+    pub schema_registry_user: Option<String>,
     /// Address of the admin HTTP server (health, readiness, metrics, queries).
     /// Keep it on loopback or a private network: it serves customer state.
     #[arg(long, env = "TERMINUS_ADMIN_ADDR", default_value = "127.0.0.1:8686")]

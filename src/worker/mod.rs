@@ -10,7 +10,7 @@ mod processor;
 pub mod records;
 mod tracing_context;
 
-pub use options::WorkerOptions;
+pub use options::{RegistrySettings, WorkerOptions};
 pub use processor::Counters;
 
 use crate::kafka::topics::{self, TopicError};
@@ -48,6 +48,14 @@ pub enum WorkerError {
     Abortable(KafkaError),
     #[error("restoring partition {partition} from the changelog failed: {reason}")]
     Restore { partition: i32, reason: String },
+    /// Something outside the record failed (the schema registry is down):
+    /// abort, back off and retry the batch.
+    #[error("transient failure, the batch will be retried: {0}")]
+    Transient(String),
+    #[error("cannot set up the codecs: {0}")]
+    Codec(#[from] crate::codec::CodecError),
+    #[error("schema registry: {0}")]
+    Registry(#[from] crate::codec::RegistryError),
     /// The consumer lost its assignment and has not been given a new one.
     #[error("the consumer did not rejoin its group after losing its assignment")]
     Rejoin,
@@ -168,6 +176,7 @@ pub fn run(
         transactional_id = %options.transactional_id(),
         "topics checked: inputs and changelog co-partitioned"
     );
+    let codec = create_codec(&options)?;
     let opts = Arc::new(options);
     let producer = create_producer(&opts)?;
     let restorer = create_restorer(&opts)?;
@@ -175,6 +184,7 @@ pub fn run(
         opts.clone(),
         producer,
         restorer,
+        codec,
         telemetry.metrics.clone(),
         telemetry.status.clone(),
     )));
@@ -280,6 +290,20 @@ fn run_loop(
         }
     }
     Ok(())
+}
+
+fn create_codec(opts: &WorkerOptions) -> Result<crate::codec::Codec, WorkerError> {
+    let registry = match &opts.schema_registry {
+        None => None,
+        Some(r) => {
+            let mut client = crate::codec::RegistryClient::new(&r.url)?;
+            if let (Some(user), Some(password)) = (&r.user, &r.password) {
+                client = client.with_basic_auth(user, password);
+            }
+            Some(client)
+        }
+    };
+    Ok(crate::codec::Codec::new(opts.output_format, registry)?)
 }
 
 pub(crate) fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {

@@ -1,5 +1,6 @@
 //! Everything `terminus run` is configured with, as one plain struct.
 
+use crate::codec::WireFormat;
 use crate::domain::Policy;
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::TopicNames;
@@ -37,6 +38,29 @@ pub struct WorkerOptions {
     /// Longest a partition restore may take before the worker gives up.
     pub restore_timeout: Duration,
     pub policy: Policy,
+    /// Wire format of the outputs (inputs are detected per record).
+    pub output_format: WireFormat,
+    /// Confluent-compatible schema registry, for `avro-confluent`.
+    pub schema_registry: Option<RegistrySettings>,
+}
+
+/// Where the schema registry is and how to log in. The password comes from
+/// the environment, never from a flag.
+#[derive(Clone)]
+pub struct RegistrySettings {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RegistrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySettings")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 impl WorkerOptions {
@@ -56,6 +80,8 @@ impl WorkerOptions {
             static_membership: false,
             restore_timeout: Duration::from_secs(300),
             policy: Policy::default(),
+            output_format: WireFormat::Json,
+            schema_registry: None,
         }
     }
 

@@ -5,7 +5,8 @@
 use super::WorkerError;
 use super::options::WorkerOptions;
 use super::records::{Origin, TRACEPARENT, dead_letter_headers, find_header, output_headers};
-use crate::contract::{DeadLetterReason, DecodeError, OutputRecord, decode_envelope};
+use crate::codec::Codec;
+use crate::contract::{DeadLetterReason, DecodeError, OutputRecord};
 use crate::domain::{CustomerState, Effect, StateDecodeError};
 use crate::engine::{Engine, StateStore};
 use crate::telemetry::{Metrics, StateGauges, Status};
@@ -60,6 +61,7 @@ pub struct Processor {
     pub rebalances: u64,
     /// When the assignment was lost, until the next assignment arrives.
     pub lost_since: Option<Instant>,
+    codec: Codec,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
 }
@@ -69,10 +71,12 @@ impl Processor {
         opts: Arc<WorkerOptions>,
         producer: TxProducer,
         restorer: BaseConsumer<super::RestoreContext>,
+        codec: Codec,
         metrics: Arc<Metrics>,
         status: Arc<Status>,
     ) -> Self {
         Processor {
+            codec,
             metrics,
             status,
             opts,
@@ -158,6 +162,9 @@ impl Processor {
         }
         let env = match self.validate(msg, now) {
             Ok(env) => env,
+            Err(err) if crate::codec::is_transient(&err) => {
+                return Err(WorkerError::Transient(err.to_string()));
+            }
             Err(err) => {
                 self.metrics.event_consumed(msg.topic(), "invalid");
                 return self.dead_letter(msg, &err);
@@ -221,7 +228,9 @@ impl Processor {
                 ),
             ));
         }
-        let env = decode_envelope(payload)?;
+        let content_type =
+            find_header(msg.headers(), "content-type").and_then(|v| std::str::from_utf8(v).ok());
+        let env = self.codec.decode(msg.topic(), payload, content_type)?;
         let expected = env.event.topic();
         if self.opts.topics.input_role(msg.topic()) != Some(expected) {
             return Err(DecodeError::new(
@@ -284,8 +293,14 @@ impl Processor {
         traceparent: Option<&[u8]>,
     ) -> Result<(), WorkerError> {
         let topic = self.opts.topics.name(record.topic).to_owned();
-        let value = record.to_json();
-        let headers = output_headers(record, traceparent);
+        let (value, content_type) = self.codec.encode(&topic, record).map_err(|e| {
+            if e.is_transient() {
+                WorkerError::Transient(e.to_string())
+            } else {
+                WorkerError::Fatal(format!("cannot encode an output: {e}"))
+            }
+        })?;
+        let headers = output_headers(record, traceparent, content_type);
         self.send(
             &topic,
             None,
@@ -449,6 +464,10 @@ impl Processor {
             return Err(err);
         }
         warn!(error = %err, "aborting the transaction and rewinding");
+        if matches!(err, WorkerError::Transient(_)) {
+            // Give the registry (or whatever failed) a moment before the retry.
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let producer_usable = !matches!(err, WorkerError::ProducerBroken(_)) && self.abort()?;
         for engine in self.engines.values_mut() {
             engine.rollback();

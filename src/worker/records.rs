@@ -8,7 +8,11 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 pub const TRACEPARENT: &str = "traceparent";
 
 /// CloudEvents binary-mode headers plus the incoming `traceparent`.
-pub fn output_headers(record: &OutputRecord, traceparent: Option<&[u8]>) -> OwnedHeaders {
+pub fn output_headers(
+    record: &OutputRecord,
+    traceparent: Option<&[u8]>,
+    content_type: &str,
+) -> OwnedHeaders {
     let env = &record.envelope;
     let id = env.event_id.to_string();
     let time = env.event_time.0.to_rfc3339();
@@ -18,7 +22,7 @@ pub fn output_headers(record: &OutputRecord, traceparent: Option<&[u8]>) -> Owne
         .insert(header("ce_type", env.event_type.as_bytes()))
         .insert(header("ce_source", env.source.as_bytes()))
         .insert(header("ce_time", time.as_bytes()))
-        .insert(header("content-type", b"application/json"));
+        .insert(header("content-type", content_type.as_bytes()));
     if let Some(tp) = traceparent {
         headers = headers.insert(header(TRACEPARENT, tp));
     }
