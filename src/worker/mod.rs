@@ -358,6 +358,9 @@ fn create_restorer(opts: &WorkerOptions) -> Result<BaseConsumer<RestoreContext>,
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        // Restore reads to the end and stops: don't let the broker hold an
+        // empty fetch for the default 500 ms.
+        .set("fetch.wait.max.ms", "10")
         .set("auto.offset.reset", "earliest");
     config
         .create_with_context(RestoreContext)
