@@ -19,6 +19,9 @@ pub trait StateStore {
     /// Stores a state, or forgets the customer on `None`.
     fn save(&mut self, key: &str, state: Option<CustomerState>);
     fn get(&self, key: &str) -> Option<&CustomerState>;
+    /// The stored state, to be replaced in place (saves a remove and an insert
+    /// on the hot path).
+    fn get_mut(&mut self, key: &str) -> Option<&mut CustomerState>;
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -51,6 +54,10 @@ impl StateStore for MemoryStore {
 
     fn get(&self, key: &str) -> Option<&CustomerState> {
         self.states.get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut CustomerState> {
+        self.states.get_mut(key)
     }
 
     fn len(&self) -> usize {
@@ -188,21 +195,31 @@ impl<S: StateStore> Engine<S> {
     }
 
     fn step(&mut self, key: &str, input: Input<'_>, now: Timestamp) -> Decision {
-        let before = self.store.take(key);
-        if let Some(s) = &before {
-            self.unindex(key, s);
-        }
+        let mut slot = self.store.get_mut(key);
+        let before = slot.as_deref_mut().map(std::mem::take);
+        let timer_before = before.as_ref().and_then(due_of);
         let backup = (!self.undo.contains_key(key)).then(|| before.clone());
+        let existed = before.is_some();
         let mut decision = decide(key, before, input, now, &self.policy);
         if decision.changed
             && let Some(backup) = backup
         {
             self.undo.insert(key.to_owned(), backup);
         }
-        if let Some(s) = &decision.state {
-            self.index(key, s);
+        let timer_after = decision.state.as_ref().and_then(due_of);
+        if timer_before != timer_after {
+            if let Some(due) = timer_before {
+                self.timers.remove(&(due, key.to_owned()));
+            }
+            if let Some(due) = timer_after {
+                self.timers.insert((due, key.to_owned()));
+            }
         }
-        self.store.save(key, decision.state.take());
+        match (slot, decision.state.take()) {
+            (Some(slot), Some(state)) => *slot = state,
+            (_, None) if !existed => {}
+            (_, state) => self.store.save(key, state),
+        }
         decision
     }
 
@@ -217,4 +234,8 @@ impl<S: StateStore> Engine<S> {
             self.timers.remove(&(due, key.to_owned()));
         }
     }
+}
+
+fn due_of(state: &CustomerState) -> Option<Timestamp> {
+    state.next_timer().map(|(due, _)| due)
 }
