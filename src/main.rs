@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let (kafka, _) = connection.kafka_settings(std::env::vars());
+    let (kafka, _) = connection.kafka_settings(std::env::vars())?;
     let names = connection.topic_names();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     let count = match file {
@@ -77,7 +77,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         terminus::telemetry::tracing_setup::init(args.log_format == LogFormat::Json)
     };
-    let (kafka, ignored) = args.connection.kafka_settings(std::env::vars());
+    let (kafka, ignored) = args.connection.kafka_settings(std::env::vars())?;
     for name in ignored {
         warn!(variable = %name, "environment variable is not a librdkafka property; ignored");
     }
@@ -177,7 +177,7 @@ fn topics(command: TopicsCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     match command {
         TopicsCommand::Create(args) => {
-            let (kafka, _) = args.connection.kafka_settings(std::env::vars());
+            let (kafka, _) = args.connection.kafka_settings(std::env::vars())?;
             let names = args.connection.topic_names();
             let created = runtime.block_on(terminus::kafka::topics::create(
                 &kafka,
@@ -185,7 +185,7 @@ fn topics(command: TopicsCommand) -> anyhow::Result<()> {
                 args.partitions,
                 args.replication_factor,
             ))?;
-            let layout = terminus::kafka::topics::check(&kafka, &names)?;
+            let layout = terminus::kafka::topics::check_layout(&kafka, &names)?;
             println!(
                 "topics ready ({} partitions for inputs and changelog); created: {}",
                 layout.partitions,
@@ -198,7 +198,7 @@ fn topics(command: TopicsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TopicsCommand::Check(connection) => {
-            let (kafka, _) = connection.kafka_settings(std::env::vars());
+            let (kafka, _) = connection.kafka_settings(std::env::vars())?;
             let layout = terminus::kafka::topics::check(&kafka, &connection.topic_names())?;
             println!(
                 "topics ok: inputs and changelog have {} partitions",

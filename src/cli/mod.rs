@@ -131,19 +131,19 @@ impl ConnectionArgs {
     pub fn kafka_settings(
         &self,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> (KafkaSettings, Vec<String>) {
-        let (mut properties, ignored) = crate::kafka::properties_from_env(env);
+    ) -> Result<(KafkaSettings, Vec<String>), crate::kafka::PropertyError> {
+        let (mut properties, ignored) = crate::kafka::try_properties_from_env(env)?;
         for (k, v) in &self.kafka_properties {
             properties.retain(|(key, _)| key != k);
             properties.push((k.clone(), v.clone()));
         }
-        (
+        Ok((
             KafkaSettings {
                 bootstrap_servers: self.bootstrap_servers.clone(),
                 properties,
             },
             ignored,
-        )
+        ))
     }
 
     pub fn topic_names(&self) -> TopicNames {

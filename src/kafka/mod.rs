@@ -1,5 +1,6 @@
 //! Kafka edges: client configuration, topic layout, partitioning and headers.
 
+pub mod preflight;
 pub mod produce;
 pub mod topics;
 
@@ -67,11 +68,45 @@ pub struct PropertyError {
 /// (`KAFKA_SECURITY_PROTOCOL` → `security.protocol`). Variables that are not
 /// librdkafka properties (such as `KAFKA_HEAP_OPTS` of a local broker) are
 /// returned separately so the caller can say they were ignored.
+///
+/// `KAFKA_<PROPERTY>_FILE=/path` sets `<property>` to the file's content
+/// without its trailing line break (`KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka`
+/// → `sasl.password`), the convention of container secrets. A file that cannot
+/// be read is reported as ignored here; [`try_properties_from_env`] makes it
+/// an error instead.
 pub fn properties_from_env(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> (Vec<(String, String)>, Vec<String>) {
-    let mut accepted = Vec::new();
+    let (accepted, ignored, _) = collect_env(vars);
+    (accepted, ignored)
+}
+
+/// [`properties_from_env`], failing when a `KAFKA_*_FILE` secret cannot be
+/// read or a property is given both directly and as a file: a worker should
+/// not start without the secret it was told to use.
+///
+/// # Errors
+/// [`PropertyError`] naming the variable (never the secret).
+pub fn try_properties_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Properties, Vec<String>), PropertyError> {
+    let (accepted, ignored, errors) = collect_env(vars);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok((accepted, ignored)),
+    }
+}
+
+/// librdkafka properties as `(key, value)` pairs.
+pub type Properties = Vec<(String, String)>;
+
+type EnvProperties = (Properties, Vec<String>, Vec<PropertyError>);
+
+fn collect_env(vars: impl IntoIterator<Item = (String, String)>) -> EnvProperties {
+    let mut accepted: Vec<(String, String)> = Vec::new();
     let mut ignored = Vec::new();
+    let mut errors = Vec::new();
+    let mut from_files: Vec<(String, String, String)> = Vec::new();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("KAFKA_") else {
             continue;
@@ -79,31 +114,88 @@ pub fn properties_from_env(
         if rest.is_empty() || name == "KAFKA_BOOTSTRAP_SERVERS" {
             continue;
         }
-        let key = rest.to_ascii_lowercase().replace('_', ".");
+        let key = env_key(rest);
         if validate_property(&key, &value).is_ok() {
             accepted.push((key, value));
-        } else {
+            continue;
+        }
+        if let Some(base) = rest.strip_suffix("_FILE").filter(|b| !b.is_empty()) {
+            let key = env_key(base);
+            if validate_property(&key, "x").is_ok() || is_secret(&key) {
+                from_files.push((name, key, value));
+                continue;
+            }
+        }
+        ignored.push(name);
+    }
+    for (name, key, path) in from_files {
+        let refuse = |reason: String| PropertyError {
+            key: key.clone(),
+            origin: name.clone(),
+            reason,
+        };
+        if accepted.iter().any(|(k, _)| *k == key) {
+            errors.push(refuse(format!(
+                "both {name} and KAFKA_{} are set; keep one",
+                key.to_ascii_uppercase().replace('.', "_")
+            )));
             ignored.push(name);
+            continue;
+        }
+        let value = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim_end_matches(['\n', '\r']).to_owned(),
+            Err(e) => {
+                errors.push(refuse(format!("cannot read the file {path}: {e}")));
+                ignored.push(name);
+                continue;
+            }
+        };
+        match validate_property(&key, &value) {
+            Ok(()) => accepted.push((key, value)),
+            Err(_) => {
+                // librdkafka's message could quote the value: name the file only.
+                errors.push(refuse(format!("librdkafka refused the content of {path}")));
+                ignored.push(name);
+            }
         }
     }
     accepted.sort();
     ignored.sort();
-    (accepted, ignored)
+    (accepted, ignored, errors)
+}
+
+/// `SASL_PASSWORD` → `sasl.password`.
+fn env_key(rest: &str) -> String {
+    rest.to_ascii_lowercase().replace('_', ".")
 }
 
 /// Parses a `--kafka key=value` flag and checks librdkafka knows the property.
+/// Secrets are refused: a command line shows in `ps` and in `/proc` to every
+/// user of the machine, so they come from the environment or a file.
 ///
 /// # Errors
-/// [`PropertyError`] when the flag has no `=` or librdkafka refuses it.
+/// [`PropertyError`] when the flag has no `=`, names a secret, or librdkafka
+/// refuses it.
 pub fn parse_property_flag(text: &str) -> Result<(String, String), PropertyError> {
     let Some((key, value)) = text.split_once('=') else {
+        // Never echo the text: it could be a secret that lost its `=`.
         return Err(PropertyError {
-            key: text.chars().take(64).collect(),
+            key: "(unparsed)".into(),
             origin: "--kafka".into(),
             reason: "expected key=value".into(),
         });
     };
     let key = key.trim().to_owned();
+    if is_secret(&key) {
+        let var = format!("KAFKA_{}", key.to_ascii_uppercase().replace('.', "_"));
+        return Err(PropertyError {
+            reason: format!(
+                "secrets are not accepted as flags (a command line is visible in ps); set {var} or {var}_FILE=<path of a file holding it> instead"
+            ),
+            key,
+            origin: "--kafka".into(),
+        });
+    }
     validate_property(&key, value).map_err(|reason| PropertyError {
         key: key.clone(),
         origin: "--kafka".into(),
@@ -232,5 +324,117 @@ mod tests {
         assert!(parse_property_flag("linger.ms=5").is_ok());
         assert!(parse_property_flag("no.such.property=1").is_err());
         assert!(parse_property_flag("linger.ms").is_err());
+    }
+
+    #[test]
+    fn secret_flags_are_refused_and_name_the_environment_variable() {
+        for flag in [
+            "sasl.password=hunter2-secret",
+            "ssl.key.password=hunter2-secret",
+            "sasl.oauthbearer.client.secret=hunter2-secret",
+        ] {
+            let err = parse_property_flag(flag).unwrap_err().to_string();
+            assert!(!err.contains("hunter2-secret"), "{err}");
+            assert!(err.contains("_FILE"), "{err}");
+        }
+        let err = parse_property_flag("sasl.password=x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KAFKA_SASL_PASSWORD"), "{err}");
+        let err = parse_property_flag("hunter2-secret")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        // Not secrets: paths and names.
+        assert!(parse_property_flag("sasl.username=terminus").is_ok());
+        assert!(parse_property_flag("ssl.ca.location=/etc/ca.pem").is_ok());
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_variable_supplies_the_property_without_its_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "s3cret pass\n").unwrap();
+        let crlf = dir.path().join("ca");
+        std::fs::write(&crlf, "/etc/ssl/ca.pem\r\n").unwrap();
+        let (props, ignored) = try_properties_from_env(vars(&[
+            ("KAFKA_SASL_PASSWORD_FILE", path.to_str().unwrap()),
+            ("KAFKA_SSL_CA_LOCATION_FILE", crlf.to_str().unwrap()),
+            ("KAFKA_SASL_USERNAME", "terminus"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            props,
+            vec![
+                ("sasl.password".to_owned(), "s3cret pass".to_owned()),
+                ("sasl.username".to_owned(), "terminus".to_owned()),
+                ("ssl.ca.location".to_owned(), "/etc/ssl/ca.pem".to_owned()),
+            ]
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let shown = format!(
+            "{:?}",
+            KafkaSettings {
+                bootstrap_servers: "b:1".into(),
+                properties: props,
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn an_unreadable_or_doubled_secret_is_an_error_that_names_no_secret() {
+        let err = try_properties_from_env(vars(&[(
+            "KAFKA_SASL_PASSWORD_FILE",
+            "/nonexistent/terminus/password",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.origin, "KAFKA_SASL_PASSWORD_FILE");
+        assert!(err.to_string().contains("/nonexistent/terminus/password"));
+        // The lenient form reports it as ignored instead.
+        let (props, ignored) = properties_from_env(vars(&[(
+            "KAFKA_SASL_PASSWORD_FILE",
+            "/nonexistent/terminus/password",
+        )]));
+        assert!(props.is_empty());
+        assert_eq!(ignored, vec!["KAFKA_SASL_PASSWORD_FILE".to_owned()]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "from-file").unwrap();
+        let err = try_properties_from_env(vars(&[
+            ("KAFKA_SASL_PASSWORD", "from-env"),
+            ("KAFKA_SASL_PASSWORD_FILE", path.to_str().unwrap()),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both"), "{err}");
+        assert!(
+            !err.contains("from-env") && !err.contains("from-file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_suffixes_of_unknown_properties_are_ignored() {
+        let (props, ignored) = properties_from_env(vars(&[
+            ("KAFKA_NO_SUCH_THING_FILE", "/etc/hostname"),
+            ("KAFKA_FILE", "/etc/hostname"),
+        ]));
+        assert!(props.is_empty());
+        assert_eq!(
+            ignored,
+            vec![
+                "KAFKA_FILE".to_owned(),
+                "KAFKA_NO_SUCH_THING_FILE".to_owned()
+            ]
+        );
     }
 }

@@ -65,6 +65,9 @@ impl WorkerError {
     /// Sorts a transactional error into fatal (fenced, …) or abortable.
     pub fn from_txn(err: KafkaError) -> Self {
         use rdkafka::error::RDKafkaErrorCode as Code;
+        if let Some(reason) = crate::kafka::preflight::authorization_failure(&err) {
+            return WorkerError::Fatal(reason);
+        }
         let code = err.rdkafka_error_code();
         if matches!(
             code,
@@ -168,7 +171,10 @@ pub fn run(
     stop: Arc<AtomicBool>,
     telemetry: Telemetry,
 ) -> Result<(), WorkerError> {
-    let layout = topics::check(&options.kafka, &options.topics)?;
+    // Connects, authenticates and checks the ACLs on the topics and the group
+    // before anything else, so a security mistake is one clear error.
+    let layout =
+        topics::check_with_group(&options.kafka, &options.topics, Some(&options.group_id))?;
     let _ = telemetry.partitions.set(layout.partitions);
     info!(
         partitions = layout.partitions,
@@ -258,7 +264,14 @@ fn run_loop(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => warn!(error = %e, "consumer error"),
+            Some(Err(e)) => {
+                // A refused principal (an ACL revoked, the group's Read
+                // missing) never heals by retrying: stop loudly.
+                if let Some(reason) = crate::kafka::preflight::authorization_failure(&e) {
+                    return Err(WorkerError::Fatal(reason));
+                }
+                warn!(error = %e, "consumer error");
+            }
             None => {}
         }
         if last_tick.elapsed() >= opts.timer_interval {

@@ -663,6 +663,16 @@ impl Processor {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     remaining.remove(&p);
                 }
+                Some(Err(e))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::error::RDKafkaErrorCode::TopicAuthorizationFailed) =>
+                {
+                    return Err(WorkerError::Restore {
+                        partition: *remaining.first().unwrap_or(&0),
+                        reason: crate::kafka::preflight::authorization_failure(&e)
+                            .unwrap_or_else(|| e.to_string()),
+                    });
+                }
                 Some(Err(e)) => {
                     // Brokers down: librdkafka reconnects; don't spin on the error.
                     warn!(error = %e, "changelog read error during restore; retrying");
