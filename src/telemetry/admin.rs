@@ -60,10 +60,15 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    s.metrics
+        .set_readiness(s.status.readiness().is_ok(), s.status.owned().len());
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            // prometheus_client encodes OpenMetrics (`# TYPE x counter` with
+            // `x_total` samples, `# EOF`): say so, or Prometheus reads the
+            // counters as untyped with the classic text parser.
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         s.metrics.render(),
     )

@@ -38,6 +38,8 @@ pub struct Metrics {
     stalled_terminations: Gauge,
     oldest_pending_dismantle_age: Gauge<f64, AtomicU64>,
     timers_fired: Counter,
+    ready: Gauge,
+    assigned_partitions: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,8 +70,23 @@ impl Metrics {
             stalled_terminations: Gauge::default(),
             oldest_pending_dismantle_age: Gauge::default(),
             timers_fired: Counter::default(),
+            ready: Gauge::default(),
+            assigned_partitions: Gauge::default(),
             registry: Registry::default(),
         };
+        // Label values known in advance start at 0, so that rate() and
+        // increase() see the first dead letter, abort or lost assignment.
+        for reason in crate::contract::DeadLetterReason::ALL {
+            let _ = m
+                .dead_letters
+                .get_or_create(&labels(&[("reason", reason.as_str())]));
+        }
+        for result in ["committed", "aborted"] {
+            let _ = m.transactions.get_or_create(&labels(&[("result", result)]));
+        }
+        for kind in ["assign", "revoke", "lost"] {
+            let _ = m.rebalances.get_or_create(&labels(&[("kind", kind)]));
+        }
         registry.register(
             "consumer_lag",
             "Input records not yet committed: high watermark minus the offset committed by the last transaction, per topic and partition",
@@ -160,7 +177,24 @@ impl Metrics {
             "Timers fired (outputs they caused are counted in events_produced)",
             m.timers_fired.clone(),
         );
+        registry.register(
+            "ready",
+            "1 when GET /readyz would answer 200 (assigned partitions restored and consumed), else 0",
+            m.ready.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Input partitions (of each input topic) this instance owns",
+            m.assigned_partitions.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Readiness and assignment, as `/readyz` sees them at scrape time.
+    pub fn set_readiness(&self, ready: bool, assigned_partitions: usize) {
+        self.ready.set(i64::from(ready));
+        self.assigned_partitions
+            .set(i64::try_from(assigned_partitions).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -293,5 +327,20 @@ mod tests {
         ));
         assert!(text.contains("terminus_transactions_total{result=\"committed\"} 1"));
         assert!(text.contains("terminus_end_to_end_latency_seconds_count 1"));
+    }
+
+    #[test]
+    fn known_label_values_start_at_zero_and_readiness_is_exported() {
+        let m = Metrics::new();
+        m.set_readiness(true, 3);
+        let text = m.render();
+        assert!(
+            text.contains("terminus_dead_letters_total{reason=\"InvalidJson\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("terminus_transactions_total{result=\"aborted\"} 0"));
+        assert!(text.contains("terminus_rebalances_total{kind=\"lost\"} 0"));
+        assert!(text.contains("terminus_ready 1"));
+        assert!(text.contains("terminus_assigned_partitions 3"));
     }
 }

@@ -62,6 +62,11 @@ impl Status {
         if !self.started.load(Ordering::Relaxed) {
             return Ok(()); // still starting: readiness says so
         }
+        if self.restoring.load(Ordering::Relaxed) {
+            // A restore runs inside the rebalance callback and blocks the loop;
+            // it is bounded by the restore timeout, after which the worker exits.
+            return Ok(());
+        }
         let idle = now_ms - self.heartbeat_ms.load(Ordering::Relaxed);
         if idle > stuck_after.as_millis() as i64 {
             Err(format!("event loop has not turned for {idle} ms"))
@@ -119,5 +124,15 @@ mod tests {
         s.beat(1000);
         assert!(s.health(2000, Duration::from_secs(30)).is_ok());
         assert!(s.health(40_000, Duration::from_secs(30)).is_err());
+    }
+
+    #[test]
+    fn a_restore_does_not_make_the_worker_unhealthy() {
+        let s = Status::new();
+        s.beat(1000);
+        s.set_restoring(true);
+        assert!(s.health(400_000, Duration::from_secs(30)).is_ok());
+        s.set_restoring(false);
+        assert!(s.health(400_000, Duration::from_secs(30)).is_err());
     }
 }
