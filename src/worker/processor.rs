@@ -418,6 +418,10 @@ impl Processor {
                 .map_err(WorkerError::from_txn)?;
         }
         let commit_started = Instant::now();
+        // Flush first, with librdkafka's own flush: the flush inside
+        // commit_transaction polls in 100 ms steps, this one returns as soon
+        // as every record is acknowledged.
+        flush(&self.producer, Duration::from_secs(60));
         let mut attempts = 0;
         loop {
             match self.producer.commit_transaction(Duration::from_secs(60)) {
@@ -772,4 +776,13 @@ impl Processor {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+}
+
+/// librdkafka's flush: sends what lingers at once and waits (up to `timeout`)
+/// until every record is acknowledged; the producer's own thread serves the
+/// delivery reports. A timeout is left for commit_transaction to report.
+fn flush(producer: &TxProducer, timeout: Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: a live producer handle; rd_kafka_flush is thread-safe.
+    let _ = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
 }
