@@ -1,0 +1,1710 @@
+//! The benchmarks of docs/performance.md, against real baselines on a real
+//! broker. Run them with `scripts/bench` (it starts a broker, builds in release
+//! and the Kafka Streams peer under bench/streams, then calls this program).
+//!
+//! What it measures, each `--runs` times (median reported):
+//! 1. **pass-through**: a plain rdkafka consume→produce loop over the input
+//!    (same batching as Terminus: 1000 records or 100 ms, then flush and commit
+//!    offsets; no state, at-least-once): the ceiling of this machine;
+//! 2. **Terminus**: the release `terminus run` (default commit interval and
+//!    batch) over the same pre-loaded input, exactly once, from its first
+//!    consumed record (its /metrics) to its committed offsets reaching the end;
+//! 3. **Kafka Streams**: bench/streams (exactly_once_v2, RocksDB store, same
+//!    per-customer work), from its first record to its committed offsets
+//!    reaching the end;
+//! 4. **latency**: input produced at a fixed rate; produce → output readable by
+//!    a read_committed consumer, matched by causationId;
+//! 5. **restore**: a million customers' states in the changelog; time until
+//!    /readyz answers 200 and peak RSS (VmHWM).
+//!
+//! Nothing counts unless it is right: every Terminus run's committed outputs
+//! are compared, customer by customer, with `terminus::simulate::run` over the
+//! same input; the pass-through and the peer must emit one output per input
+//! (the peer: per distinct event id).
+//!
+//! The workload: four events per customer, each customer's events on one
+//! input topic (Kafka orders records per partition only, so this is what makes
+//! the per-customer order, and so the expected outputs, deterministic). Mix:
+//! customer requests with a repeat, a withdrawal and a re-request; deaths
+//! (dismantling at once) with a late withdrawal and an upstream duplicate;
+//! confirmed fraud (dismantling at once) with a legal hold, a revocation and
+//! one without its case reference; enterprise decisions revoked and repeated
+//! without approval; and dismantle outcomes — completions, a retryable failure
+//! and its retry, a duplicate — for terminations accepted a minute earlier,
+//! whose states are written to the changelog before the worker starts (as if
+//! an earlier run had accepted them).
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use terminus::contract::decode_envelope;
+use terminus::domain::Policy;
+use terminus::domain::ids::termination_id;
+use terminus::engine::Engine;
+use terminus::kafka::partition_for_key;
+use terminus::time::Timestamp;
+
+const PARTITIONS: i32 = 6;
+const EVENTS_PER_CUSTOMER: usize = 4;
+const INPUTS: [&str; 3] = ["lifecycle", "decisions", "outcomes"];
+const OUTPUTS: [&str; 3] = ["status", "dismantle", "terminated"];
+
+#[derive(Parser, Debug)]
+#[command(about = "Terminus benchmarks against real baselines (see docs/performance.md)")]
+struct Args {
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:59092"
+    )]
+    bootstrap: String,
+    /// The release `terminus` binary.
+    #[arg(long, default_value = "target/release/terminus")]
+    terminus: PathBuf,
+    /// bench/streams/target/classpath.txt; without it the Kafka Streams peer is skipped.
+    #[arg(long)]
+    streams_classpath: Option<PathBuf>,
+    /// Runs of each measurement; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Customers of the throughput workload (four events each).
+    #[arg(long, default_value_t = 50_000)]
+    customers: usize,
+    /// Input events per second of the latency run.
+    #[arg(long, default_value_t = 5_000)]
+    rate: usize,
+    /// Seconds at the start of the latency run left out of the percentiles
+    /// (also reported with them).
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 30)]
+    latency_secs: usize,
+    /// Customers' states in the changelog of the restore run.
+    #[arg(long, default_value_t = 1_000_000)]
+    restore_customers: usize,
+    /// Which measurements: throughput, latency, restore.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,restore"
+    )]
+    only: Vec<String>,
+    /// Longest a throughput run may take before the benchmark fails.
+    #[arg(long, default_value_t = 600)]
+    deadline_secs: u64,
+    /// Extra flag for every `terminus run` (repeatable), e.g.
+    /// `--terminus-arg=--batch-size=5000`.
+    #[arg(long, allow_hyphen_values = true)]
+    terminus_arg: Vec<String>,
+    /// Record a CPU profile (perf record -g) of the first Terminus throughput run here.
+    #[arg(long)]
+    perf_out: Option<PathBuf>,
+    /// Keep the benchmark's topics (they are deleted at the end by default).
+    #[arg(long)]
+    keep_topics: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let prefix = format!("bench{}", epoch_ms() / 1000);
+    let bench = Bench {
+        args,
+        prefix: prefix.clone(),
+    };
+    println!("bench: topics {prefix}.*, broker {}", bench.args.bootstrap);
+    println!("bench: load average at start: {}", loadavg());
+    let mut rows = Vec::new();
+    let result = (|| -> Result<()> {
+        if bench.wants("throughput") {
+            rows.extend(bench.throughput()?);
+        }
+        if bench.wants("latency") {
+            rows.extend(bench.latency()?);
+        }
+        if bench.wants("restore") {
+            rows.extend(bench.restore()?);
+        }
+        Ok(())
+    })();
+    if !bench.args.keep_topics {
+        delete_topics_with_prefix(&bench.args.bootstrap, &prefix);
+    }
+    println!("bench: load average at end: {}", loadavg());
+    println!();
+    println!("| measure | median | runs | baseline | ratio | target |");
+    println!("|---|---|---|---|---|---|");
+    for row in &rows {
+        println!("{row}");
+    }
+    result
+}
+
+struct Bench {
+    args: Args,
+    prefix: String,
+}
+
+/// One line of the result table.
+struct Row {
+    measure: String,
+    median: String,
+    runs: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+}
+
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "| {} | {} | {} | {} | {} | {} |",
+            self.measure, self.median, self.runs, self.baseline, self.ratio, self.target
+        )
+    }
+}
+
+fn row(measure: &str, median: String, runs: String) -> Row {
+    Row {
+        measure: measure.into(),
+        median,
+        runs,
+        baseline: String::new(),
+        ratio: String::new(),
+        target: String::new(),
+    }
+}
+
+// ---------------------------------------------------------------- workload
+
+/// One input record.
+struct Event {
+    role: &'static str,
+    key: String,
+    id: String,
+    line: String,
+}
+
+/// One event of a customer's script: a new one (id, type, body), or a
+/// repeat of its i-th event, byte for byte (an upstream redelivery).
+enum Step {
+    New(String, &'static str, Value),
+    Repeat(usize),
+}
+
+/// The measured input, plus the earlier events whose states the changelog holds.
+struct Workload {
+    prior: Vec<String>,
+    prior_ids: HashSet<String>,
+    events: Vec<Event>,
+}
+
+/// Four events for each of `customers` customers (see the module comment),
+/// interleaved in rounds (round r holds every customer's r-th event, shuffled),
+/// stamped one millisecond apart from `base_ms`.
+fn workload(seed: u64, tag: &str, customers: usize, base_ms: i64) -> Workload {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut prior = Vec::new();
+    let mut prior_ids = HashSet::new();
+    let mut scripts: Vec<(&'static str, String, Vec<Step>)> = Vec::new();
+    for c in 0..customers {
+        let key = format!("C-{tag}-{c}");
+        let id = |i: usize| format!("{key}-e{i}");
+        let body = |extra: Value| {
+            let mut b = json!({ "customerId": key });
+            if let (Some(b), Value::Object(extra)) = (b.as_object_mut(), extra) {
+                b.extend(extra);
+            }
+            b
+        };
+        let dup = Step::Repeat;
+        let roll = rng.random_range(0..100);
+        let (role, events) = match roll {
+            0..20 => (
+                "lifecycle",
+                vec![
+                    Step::New(
+                        id(0),
+                        "CustomerTerminationRequested",
+                        body(json!({"erasureRequested": rng.random_bool(0.3)})),
+                    ),
+                    Step::New(id(1), "CustomerTerminationRequested", body(json!({}))),
+                    Step::New(id(2), "CustomerTerminationWithdrawn", body(json!({}))),
+                    Step::New(
+                        id(3),
+                        "CustomerTerminationRequested",
+                        body(json!({"requestedEffectiveDate": "2099-12-31"})),
+                    ),
+                ],
+            ),
+            20..35 => (
+                "lifecycle",
+                vec![
+                    Step::New(
+                        id(0),
+                        "CustomerDeceased",
+                        body(json!({"evidenceRef": "death-cert"})),
+                    ),
+                    Step::New(id(1), "AllServicesTerminated", body(json!({}))),
+                    Step::New(id(2), "CustomerTerminationWithdrawn", body(json!({}))),
+                    dup(0),
+                ],
+            ),
+            35..50 => (
+                "decisions",
+                vec![
+                    Step::New(id(0), "FraudConfirmed", body(json!({"caseRef": "FR-1"}))),
+                    Step::New(id(1), "LegalHoldPlaced", body(json!({"holdRef": "LH-1"}))),
+                    Step::New(id(2), "TerminationDecisionRevoked", body(json!({}))),
+                    Step::New(id(3), "FraudConfirmed", body(json!({}))),
+                ],
+            ),
+            50..60 => (
+                "decisions",
+                vec![
+                    Step::New(
+                        id(0),
+                        "EnterpriseTerminationDecided",
+                        body(json!({"approvalRef": "AP-1", "reason": "policy"})),
+                    ),
+                    Step::New(id(1), "TerminationDecisionRevoked", body(json!({}))),
+                    Step::New(
+                        id(2),
+                        "EnterpriseTerminationDecided",
+                        body(json!({"reason": "policy"})),
+                    ),
+                    dup(1),
+                ],
+            ),
+            _ => {
+                // Outcomes for a termination accepted a minute before the run.
+                let cause = format!("{key}-p0");
+                let (trigger, b) = if rng.random_bool(0.5) {
+                    (
+                        "FraudConfirmed",
+                        json!({"customerId": key, "caseRef": "FR-0"}),
+                    )
+                } else {
+                    (
+                        "CustomerDeceased",
+                        json!({"customerId": key, "evidenceRef": "death-cert"}),
+                    )
+                };
+                prior.push(envelope(&cause, trigger, base_ms - 60_000, b));
+                let tid = termination_id(&cause).to_string();
+                prior_ids.insert(cause);
+                let done = |v: &str| body(json!({"terminationId": tid, "vertical": v}));
+                let failed = body(json!({"terminationId": tid, "vertical": "billing",
+                    "reason": "billing system timeout", "retryable": true}));
+                let events = if roll < 85 {
+                    vec![
+                        Step::New(id(0), "DismantleCompleted", done("billing")),
+                        Step::New(id(1), "DismantleCompleted", done("fulfillment")),
+                        dup(1),
+                        Step::New(id(3), "DismantleCompleted", done("assurance")),
+                    ]
+                } else {
+                    vec![
+                        Step::New(id(0), "DismantleFailed", failed),
+                        Step::New(id(1), "DismantleCompleted", done("fulfillment")),
+                        Step::New(id(2), "DismantleCompleted", done("assurance")),
+                        Step::New(id(3), "DismantleCompleted", done("billing")),
+                    ]
+                };
+                ("outcomes", events)
+            }
+        };
+        scripts.push((role, key, events));
+    }
+    let mut events = Vec::with_capacity(customers * EVENTS_PER_CUSTOMER);
+    let mut lines: Vec<Vec<String>> = vec![Vec::new(); customers];
+    let mut order: Vec<usize> = (0..customers).collect();
+    for round in 0..EVENTS_PER_CUSTOMER {
+        for k in (1..order.len()).rev() {
+            order.swap(k, rng.random_range(0..=k));
+        }
+        for &c in &order {
+            let (role, key, script) = &scripts[c];
+            let (id, line) = match &script[round] {
+                Step::New(id, event_type, body) => {
+                    let at = base_ms + events.len() as i64;
+                    (id.clone(), envelope(id, event_type, at, body.clone()))
+                }
+                Step::Repeat(i) => (format!("{key}-e{i}"), lines[c][*i].clone()),
+            };
+            lines[c].push(line.clone());
+            events.push(Event {
+                role,
+                key: key.clone(),
+                id,
+                line,
+            });
+        }
+    }
+    Workload {
+        prior,
+        prior_ids,
+        events,
+    }
+}
+
+fn envelope(id: &str, event_type: &str, at_ms: i64, body: Value) -> String {
+    json!({
+        "eventId": id, "eventType": event_type,
+        "eventTime": Timestamp::from_millis(at_ms).to_rfc3339(),
+        "correlationId": format!("corr-{id}"), "source": "bench", "event": body,
+    })
+    .to_string()
+}
+
+/// An output as the comparison sees it: (topic role, key, value).
+type Output = (String, String, Value);
+
+/// The simulator's outputs for the workload's events (the prior events' own
+/// outputs left out: they belong to the "earlier run").
+fn oracle(w: &Workload) -> Result<Vec<Output>> {
+    let mut input = w.prior.join("\n");
+    for e in &w.events {
+        input.push('\n');
+        input.push_str(&e.line);
+    }
+    let mut out = Vec::new();
+    let summary = terminus::simulate::run(input.as_bytes(), &mut out, None, Policy::default())?;
+    ensure!(summary.dead_letters == 0, "the workload has invalid events");
+    let mut outputs = Vec::new();
+    for line in String::from_utf8(out)?.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let role = match v["topic"].as_str().unwrap_or_default() {
+            "crm.termination.status.v1" => "status",
+            "crm.solution.dismantle.v1" => "dismantle",
+            "crm.relationship.terminated.v1" => "terminated",
+            other => bail!("unexpected simulator output topic {other}"),
+        };
+        let cause = v["value"]["causationId"].as_str().unwrap_or_default();
+        if !w.prior_ids.contains(cause) {
+            let key = v["key"].as_str().unwrap_or_default().to_owned();
+            outputs.push((role.to_owned(), key, v["value"].clone()));
+        }
+    }
+    Ok(outputs)
+}
+
+/// Changelog records (partition, key, state JSON) of the prior events' states.
+fn prior_states(w: &Workload) -> Result<Vec<(i32, String, Vec<u8>)>> {
+    let mut engine = Engine::new(Arc::new(Policy::default()));
+    let mut keys = Vec::new();
+    for line in &w.prior {
+        let env = decode_envelope(line.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        engine.handle(&env, env.event_time);
+        keys.push(env.customer_id);
+    }
+    engine.commit();
+    Ok(keys
+        .into_iter()
+        .filter_map(|k| {
+            let state = engine.get(&k)?.to_bytes();
+            Some((partition_for_key(k.as_bytes(), PARTITIONS), k, state))
+        })
+        .collect())
+}
+
+/// Per (topic role, key): the outputs in order. Order across keys is no promise.
+fn by_key(outputs: &[Output]) -> BTreeMap<(&str, &str), Vec<&Value>> {
+    let mut map: BTreeMap<(&str, &str), Vec<&Value>> = BTreeMap::new();
+    for (role, key, value) in outputs {
+        map.entry((role, key)).or_default().push(value);
+    }
+    map
+}
+
+/// Fails unless `actual` equals `expected`, customer by customer.
+fn verify_same(actual: &[Output], expected: &[Output]) -> Result<()> {
+    let (a, e) = (by_key(actual), by_key(expected));
+    let mut differing = Vec::new();
+    for k in e.keys().chain(a.keys()) {
+        if a.get(k) != e.get(k) && differing.len() < 3 {
+            differing.push(format!(
+                "{k:?}: worker {:?}, simulator {:?}",
+                a.get(k),
+                e.get(k)
+            ));
+        }
+    }
+    ensure!(
+        differing.is_empty() && actual.len() == expected.len(),
+        "outputs differ from the simulator's ({} vs {} outputs): {}",
+        actual.len(),
+        expected.len(),
+        differing.join("; ")
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- throughput
+
+struct Names {
+    inputs: [String; 3],
+}
+
+impl Bench {
+    fn wants(&self, what: &str) -> bool {
+        self.args.only.iter().any(|o| o == what)
+    }
+
+    fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    fn input_names(&self, set: &str) -> Names {
+        Names {
+            inputs: INPUTS.map(|r| self.topic(&format!("{set}.{r}"))),
+        }
+    }
+
+    fn throughput(&self) -> Result<Vec<Row>> {
+        let b = &self.args.bootstrap;
+        let base = epoch_ms() as i64 - 30 * 60_000;
+        let w = workload(7, "t", self.args.customers, base);
+        let n = w.events.len();
+        let expected = oracle(&w)?;
+        let states = prior_states(&w)?;
+        let distinct: HashSet<(&str, &str)> = w
+            .events
+            .iter()
+            .map(|e| (e.key.as_str(), e.id.as_str()))
+            .collect();
+        println!(
+            "throughput: {n} events ({} distinct) over {} customers ({} outcome customers' states in the changelog); {} expected outputs",
+            distinct.len(),
+            self.args.customers,
+            states.len(),
+            expected.len()
+        );
+        let names = self.input_names("in");
+        create_topics(
+            b,
+            &names
+                .inputs
+                .iter()
+                .map(|t| (t.as_str(), false))
+                .collect::<Vec<_>>(),
+        )?;
+        let loaded = Instant::now();
+        produce_events(b, &names, &w.events)?;
+        println!(
+            "throughput: input loaded in {:.1}s",
+            loaded.elapsed().as_secs_f64()
+        );
+        let ends = end_offsets(b, &names.inputs)?;
+        ensure!(
+            ends.iter().map(|e| e.2).sum::<i64>() == n as i64,
+            "input not fully loaded"
+        );
+
+        let (mut pass, mut term, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..self.args.runs {
+            let secs = self.passthrough(run, &names, n)?;
+            println!(
+                "run {run}: pass-through {:.2}s = {:.0} events/s (load {})",
+                secs,
+                n as f64 / secs,
+                loadavg()
+            );
+            pass.push(n as f64 / secs);
+
+            let secs = self.terminus_throughput(run, &names, &ends, &states, &expected)?;
+            println!(
+                "run {run}: terminus {:.2}s = {:.0} events/s, outputs verified (load {})",
+                secs,
+                n as f64 / secs,
+                loadavg()
+            );
+            term.push(n as f64 / secs);
+
+            if let Some(cp) = &self.args.streams_classpath {
+                let secs = self.streams_throughput(run, cp, &names, &ends, distinct.len())?;
+                println!(
+                    "run {run}: kafka streams {:.2}s = {:.0} events/s, outputs verified (load {})",
+                    secs,
+                    n as f64 / secs,
+                    loadavg()
+                );
+                peer.push(n as f64 / secs);
+            }
+        }
+        let (p, t) = (median(&pass), median(&term));
+        let fmt_runs = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut rows = vec![
+            Row {
+                baseline: "—".into(),
+                ratio: "1.00".into(),
+                target: "the ceiling".into(),
+                ..row(
+                    "pass-through: rdkafka consume→produce, at-least-once (events/s)",
+                    format!("{p:.0}"),
+                    fmt_runs(&pass),
+                )
+            },
+            Row {
+                baseline: "pass-through".into(),
+                ratio: format!("{:.2}", t / p),
+                target: format!(
+                    "≥ 50,000 and ≥ 0.50 × pass-through: {}",
+                    if t >= 50_000.0 && t / p >= 0.5 {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                ),
+                ..row(
+                    "Terminus exactly-once (events/s)",
+                    format!("{t:.0}"),
+                    fmt_runs(&term),
+                )
+            },
+        ];
+        if !peer.is_empty() {
+            let s = median(&peer);
+            rows.push(Row {
+                baseline: "pass-through".into(),
+                ratio: format!("{:.2}", s / p),
+                target: "—".into(),
+                ..row(
+                    "Kafka Streams exactly_once_v2 + RocksDB (events/s)",
+                    format!("{s:.0}"),
+                    fmt_runs(&peer),
+                )
+            });
+            rows.push(Row {
+                baseline: "Kafka Streams".into(),
+                ratio: format!("{:.2}", t / s),
+                target: "—".into(),
+                ..row("Terminus ÷ Kafka Streams", String::new(), String::new())
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The ceiling: consume, produce the same record, every 1000 records or
+    /// 100 ms flush and commit (at-least-once, no state). Seconds from the
+    /// first record consumed to the last offsets committed.
+    fn passthrough(&self, run: usize, names: &Names, n: usize) -> Result<f64> {
+        let b = &self.args.bootstrap;
+        let output = self.topic(&format!("p{run}.out"));
+        create_topics(b, &[(output.as_str(), false)])?;
+        let consumer: BaseConsumer = config(b)
+            .set("group.id", self.topic(&format!("p{run}")))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .create()?;
+        let inputs: Vec<&str> = names.inputs.iter().map(String::as_str).collect();
+        consumer.subscribe(&inputs)?;
+        // As Terminus's producer: a ThreadedProducer (its own thread serves
+        // delivery reports), linger 5 ms, lz4; and at each batch's end a flush
+        // that sends at once, as commit_transaction does inside librdkafka.
+        let producer: ThreadedProducer<Counting> = config(b)
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create_with_context(Counting::default())?;
+        let (mut count, mut in_batch) = (0usize, 0usize);
+        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut first: Option<Instant> = None;
+        let mut batch_started = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while count < n || in_batch > 0 {
+            ensure!(Instant::now() < deadline, "pass-through did not finish");
+            if count < n
+                && let Some(msg) = consumer.poll(Duration::from_millis(100))
+            {
+                let msg = msg?;
+                if first.is_none() {
+                    first = Some(Instant::now());
+                    batch_started = Instant::now();
+                }
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&output);
+                if let Some(k) = msg.key() {
+                    record = record.key(k);
+                }
+                if let Some(v) = msg.payload() {
+                    record = record.payload(v);
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(e.into()),
+                    }
+                }
+                offsets.insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+                count += 1;
+                in_batch += 1;
+            }
+            if in_batch > 0
+                && (in_batch >= 1000
+                    || batch_started.elapsed() >= Duration::from_millis(100)
+                    || count == n)
+            {
+                flush_now(&producer)?;
+                let mut tpl = TopicPartitionList::new();
+                for ((t, p), o) in &offsets {
+                    tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+                }
+                consumer.commit(&tpl, CommitMode::Sync)?;
+                in_batch = 0;
+                batch_started = Instant::now();
+            }
+        }
+        let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        ensure!(
+            producer.context().failed.load(Ordering::Relaxed) == 0,
+            "pass-through deliveries failed"
+        );
+        let written: i64 = end_offsets(b, std::slice::from_ref(&output))?
+            .iter()
+            .map(|e| e.2)
+            .sum();
+        ensure!(
+            written == n as i64,
+            "pass-through wrote {written} records for {n} inputs"
+        );
+        Ok(secs)
+    }
+
+    /// Topics of one Terminus deployment (`set`), sharing `names`' inputs;
+    /// the changelog pre-loaded with `states`.
+    fn deployment(
+        &self,
+        set: &str,
+        names: &Names,
+        states: &[(i32, String, Vec<u8>)],
+    ) -> Result<Deployment> {
+        let b = &self.args.bootstrap;
+        let d = Deployment {
+            inputs: names.inputs.clone(),
+            outputs: OUTPUTS.map(|r| self.topic(&format!("{set}.{r}"))),
+            dlq: self.topic(&format!("{set}.dlq")),
+            changelog: self.topic(&format!("{set}.changelog")),
+            group: self.topic(set),
+        };
+        let mut topics: Vec<(&str, bool)> = d.outputs.iter().map(|t| (t.as_str(), false)).collect();
+        topics.push((&d.dlq, false));
+        topics.push((&d.changelog, true));
+        create_topics(b, &topics)?;
+        produce_states(
+            b,
+            &d.changelog,
+            states
+                .iter()
+                .map(|(p, k, v)| (*p, k.as_str(), v.as_slice())),
+        )?;
+        Ok(d)
+    }
+
+    fn terminus_throughput(
+        &self,
+        run: usize,
+        names: &Names,
+        ends: &[(String, i32, i64)],
+        states: &[(i32, String, Vec<u8>)],
+        expected: &[Output],
+    ) -> Result<f64> {
+        let d = self.deployment(&format!("t{run}"), names, states)?;
+        let mut worker = Worker::start(&self.args, &d, &format!("t{run}"))?;
+        let profiler = match (&self.args.perf_out, run) {
+            (Some(out), 0) => Some(
+                Command::new("perf")
+                    .args(["record", "-e", "cpu-clock", "-F", "499"])
+                    .args(["--call-graph", "dwarf,16384", "-o"])
+                    .arg(out)
+                    .args(["-p", &worker.child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("perf record")?,
+            ),
+            _ => None,
+        };
+        // First record consumed: the worker's own counter.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let first = loop {
+            ensure!(
+                Instant::now() < deadline,
+                "terminus consumed nothing; log {}",
+                worker.log.display()
+            );
+            if worker.consumed().unwrap_or(0) > 0 {
+                break (epoch_ms(), worker.cpu_secs(), machine_busy_secs());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let last = wait_committed(
+            &self.args.bootstrap,
+            &d.group,
+            ends,
+            Duration::from_secs(self.args.deadline_secs),
+        )?;
+        let (cpu, busy) = (worker.cpu_secs() - first.1, machine_busy_secs() - first.2);
+        let secs = (last - first.0) as f64 / 1000.0;
+        println!(
+            "run {run}: terminus used {cpu:.1} CPU-s; the machine was busy {busy:.1} of {:.1} CPU-s",
+            secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+        );
+        if let Some(mut p) = profiler {
+            signal(&p, "-INT");
+            let _ = p.wait();
+        }
+        worker.stop()?;
+        let actual = read_outputs(&self.args.bootstrap, &d)?;
+        verify_same(&actual, expected)?;
+        let dead = read_all(&self.args.bootstrap, &d.dlq, |_| ())?;
+        ensure!(dead == 0, "{dead} dead letters");
+        Ok(secs)
+    }
+
+    fn streams_throughput(
+        &self,
+        run: usize,
+        classpath: &std::path::Path,
+        names: &Names,
+        ends: &[(String, i32, i64)],
+        distinct: usize,
+    ) -> Result<f64> {
+        let b = &self.args.bootstrap;
+        let app = self.topic(&format!("s{run}"));
+        let output = self.topic(&format!("s{run}.out"));
+        create_topics(b, &[(output.as_str(), false)])?;
+        let dir = std::env::temp_dir().join(&app);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let cp = std::fs::read_to_string(classpath)?;
+        let classes = classpath
+            .parent()
+            .map(|p| p.join("classes"))
+            .unwrap_or_default();
+        let stdout = dir.join("stdout.log");
+        let mut java = Command::new("java")
+            .args(["-Xms512m", "-Xmx2g", "-cp"])
+            .arg(format!("{}:{}", classes.display(), cp.trim()))
+            .arg("terminus.bench.StreamsPeer")
+            .args([b.as_str(), app.as_str()])
+            .arg(dir.join("state"))
+            .arg(&output)
+            .args(&names.inputs)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+            .spawn()
+            .context("java (the Kafka Streams peer)")?;
+        let last = wait_committed(b, &app, ends, Duration::from_secs(self.args.deadline_secs));
+        signal(&java, "-TERM");
+        let _ = java.wait();
+        let last = last?;
+        let text = std::fs::read_to_string(&stdout)?;
+        let first: u128 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("first-record-ms "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("the peer never reported its first record")?;
+        let mut causes = HashSet::new();
+        let outputs = read_all(b, &output, |v| {
+            causes.insert(v["causationId"].as_str().unwrap_or_default().to_owned());
+        })?;
+        ensure!(
+            outputs == distinct && causes.len() == distinct,
+            "the peer emitted {outputs} outputs for {} causes; expected one per distinct event ({distinct})",
+            causes.len()
+        );
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+        Ok((last - first) as f64 / 1000.0)
+    }
+
+    // ------------------------------------------------------------ latency
+
+    fn latency(&self) -> Result<Vec<Row>> {
+        let b = &self.args.bootstrap;
+        let total = self.args.rate * self.args.latency_secs;
+        let customers = total / EVENTS_PER_CUSTOMER;
+        let (mut p50s, mut p99s, mut maxes, mut p99s_all) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..self.args.runs {
+            let base = epoch_ms() as i64 - 30 * 60_000;
+            let w = workload(100 + run as u64, &format!("l{run}"), customers, base);
+            let expected = oracle(&w)?;
+            // Inputs that cause outputs, and how many each.
+            let mut per_cause: HashMap<&str, usize> = HashMap::new();
+            for (_, _, v) in &expected {
+                *per_cause
+                    .entry(v["causationId"].as_str().unwrap_or_default())
+                    .or_default() += 1;
+            }
+            let names = self.input_names(&format!("l{run}.in"));
+            create_topics(
+                b,
+                &names
+                    .inputs
+                    .iter()
+                    .map(|t| (t.as_str(), false))
+                    .collect::<Vec<_>>(),
+            )?;
+            let d = self.deployment(&format!("l{run}"), &names, &prior_states(&w)?)?;
+            let mut worker = Worker::start(&self.args, &d, &format!("l{run}"))?;
+            worker.wait_ready(Duration::from_secs(120))?;
+
+            let reader = {
+                let (b, topics) = (b.clone(), d.outputs.clone());
+                let wanted: HashSet<String> = per_cause.keys().map(|k| (*k).to_owned()).collect();
+                std::thread::spawn(move || {
+                    first_seen(
+                        &b,
+                        &topics,
+                        wanted,
+                        Duration::from_secs(reader_timeout(total)),
+                    )
+                })
+            };
+            std::thread::sleep(Duration::from_secs(2)); // the reader is assigned and at the end
+            let sent = produce_paced(b, &names, &w.events, self.args.rate)?;
+            let seen = reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+            worker.stop()?;
+            let actual = read_outputs(b, &d)?;
+            verify_same(&actual, &expected)?;
+
+            // Latencies of the inputs that cause outputs; `steady` leaves out
+            // the first --warmup-secs (the worker's first transactions
+            // register every output partition and fetch their metadata).
+            let warmup = sent.first().map(|s| s.1).unwrap_or_else(Instant::now)
+                + Duration::from_secs(self.args.warmup_secs);
+            let (mut all, mut steady) = (Vec::new(), Vec::new());
+            for (id, at) in &sent {
+                if per_cause.contains_key(id.as_str()) {
+                    let out = seen
+                        .get(id)
+                        .with_context(|| format!("no output seen for {id}"))?;
+                    let ms = out.saturating_duration_since(*at).as_secs_f64() * 1000.0;
+                    all.push(ms);
+                    if *at >= warmup {
+                        steady.push(ms);
+                    }
+                }
+            }
+            let (p50, p99, max) = percentiles(&mut steady);
+            let (_, p99_all, max_all) = percentiles(&mut all);
+            println!(
+                "run {run}: latency at {}/s over {} inputs with outputs: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms after {} s of warm-up; with it p99 {p99_all:.1} ms, max {max_all:.1} ms (load {})",
+                self.args.rate,
+                all.len(),
+                self.args.warmup_secs,
+                loadavg()
+            );
+            p50s.push(p50);
+            p99s.push(p99);
+            maxes.push(max);
+            p99s_all.push(p99_all);
+        }
+        let fmt_runs = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let p99 = median(&p99s);
+        let rate = self.args.rate;
+        let warm = self.args.warmup_secs;
+        Ok(vec![
+            row(
+                &format!(
+                    "latency p50 at {rate}/s, produce → read_committed, after {warm} s warm-up (ms)"
+                ),
+                format!("{:.0}", median(&p50s)),
+                fmt_runs(&p50s),
+            ),
+            Row {
+                target: format!("≤ 250 ms: {}", if p99 <= 250.0 { "met" } else { "NOT met" }),
+                ..row(
+                    &format!("latency p99 at {rate}/s, after {warm} s warm-up (ms)"),
+                    format!("{p99:.0}"),
+                    fmt_runs(&p99s),
+                )
+            },
+            row(
+                &format!("latency max at {rate}/s, after {warm} s warm-up (ms)"),
+                format!("{:.0}", median(&maxes)),
+                fmt_runs(&maxes),
+            ),
+            row(
+                &format!("latency p99 at {rate}/s, warm-up included (ms)"),
+                format!("{:.0}", median(&p99s_all)),
+                fmt_runs(&p99s_all),
+            ),
+        ])
+    }
+
+    // ------------------------------------------------------------ restore
+
+    fn restore(&self) -> Result<Vec<Row>> {
+        let b = &self.args.bootstrap;
+        let n = self.args.restore_customers;
+        let names = self.input_names("r.in");
+        create_topics(
+            b,
+            &names
+                .inputs
+                .iter()
+                .map(|t| (t.as_str(), false))
+                .collect::<Vec<_>>(),
+        )?;
+        let d = self.deployment("r", &names, &[])?;
+        let started = Instant::now();
+        let bytes = write_many_states(b, &d.changelog, n)?;
+        println!(
+            "restore: {n} states ({:.0} MiB of JSON) written to the changelog in {:.1}s",
+            bytes as f64 / 1048576.0,
+            started.elapsed().as_secs_f64()
+        );
+        let (mut ready, mut restored, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..self.args.runs {
+            let d = Deployment {
+                group: self.topic(&format!("r{run}")),
+                ..d.clone()
+            };
+            let started = Instant::now();
+            let mut worker = Worker::start(&self.args, &d, &format!("r{run}"))?;
+            worker.wait_ready(Duration::from_secs(300))?;
+            let secs = started.elapsed().as_secs_f64();
+            let hwm = worker.peak_rss_mib()?;
+            worker.stop()?;
+            let (customers, millis) = worker.restored()?;
+            ensure!(
+                customers == n as u64,
+                "the worker restored {customers} customers, not {n}"
+            );
+            println!(
+                "run {run}: restore of {n} customers: ready after {secs:.1}s (restore itself {:.1}s), peak RSS {hwm:.0} MiB (load {})",
+                millis as f64 / 1000.0,
+                loadavg()
+            );
+            ready.push(secs);
+            restored.push(millis as f64 / 1000.0);
+            rss.push(hwm);
+        }
+        let fmt = |v: &[f64], d: usize| {
+            v.iter()
+                .map(|x| format!("{x:.d$}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (t, m) = (median(&ready), median(&rss));
+        Ok(vec![
+            Row {
+                target: format!("≤ 15 s: {}", if t <= 15.0 { "met" } else { "NOT met" }),
+                ..row(
+                    &format!("restore {n} customers: start → /readyz 200 (s)"),
+                    format!("{t:.1}"),
+                    fmt(&ready, 1),
+                )
+            },
+            row(
+                "… of which reading the changelog (s, from the worker's log)",
+                format!("{:.1}", median(&restored)),
+                fmt(&restored, 1),
+            ),
+            Row {
+                target: format!(
+                    "≤ 1024 MiB: {}",
+                    if m <= 1024.0 { "met" } else { "NOT met" }
+                ),
+                ..row(
+                    "restore peak RSS, VmHWM (MiB)",
+                    format!("{m:.0}"),
+                    fmt(&rss, 0),
+                )
+            },
+        ])
+    }
+}
+
+/// The reader's give-up time: the run's length plus a minute.
+fn reader_timeout(total_events: usize) -> u64 {
+    total_events as u64 / 1000 + 60
+}
+
+/// A million customers' states built by the engine from realistic journeys:
+/// half terminated (death or fraud, three completions), a fifth pending
+/// (a customer's request), some dismantling, some active again after a
+/// withdrawal. Written straight to the changelog. Returns the bytes written.
+fn write_many_states(b: &str, changelog: &str, n: usize) -> Result<usize> {
+    let mut rng = StdRng::seed_from_u64(11);
+    let base = epoch_ms() as i64 - 86_400_000;
+    let producer = counting_producer(
+        b,
+        &[
+            ("linger.ms", "50"),
+            ("compression.type", "lz4"),
+            ("batch.size", "1000000"),
+        ],
+    )?;
+    let mut bytes = 0;
+    for start in (0..n).step_by(10_000) {
+        let mut engine = Engine::new(Arc::new(Policy::default()));
+        for c in start..(start + 10_000).min(n) {
+            let key = format!("C-r-{c}");
+            let id = |i: usize| format!("{key}-e{i}");
+            let at = |i: usize| base + (c as i64 % 86_400_000) + i as i64 * 60_000;
+            let body = |extra: Value| {
+                let mut v = json!({"customerId": key});
+                if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
+                    m.extend(e);
+                }
+                v
+            };
+            let tid = termination_id(&id(0)).to_string();
+            let done = |v: &str| body(json!({"terminationId": tid, "vertical": v}));
+            let roll = rng.random_range(0..100);
+            let script: Vec<(&str, Value)> = match roll {
+                0..50 => vec![
+                    if roll < 25 {
+                        (
+                            "CustomerDeceased",
+                            body(json!({"evidenceRef": "death-cert"})),
+                        )
+                    } else {
+                        ("FraudConfirmed", body(json!({"caseRef": "FR-1"})))
+                    },
+                    ("DismantleCompleted", done("billing")),
+                    ("DismantleCompleted", done("fulfillment")),
+                    ("DismantleCompleted", done("assurance")),
+                ],
+                50..70 => vec![(
+                    "CustomerTerminationRequested",
+                    body(json!({"erasureRequested": roll < 55})),
+                )],
+                70..85 => vec![
+                    ("FraudConfirmed", body(json!({"caseRef": "FR-2"}))),
+                    ("DismantleCompleted", done("billing")),
+                ],
+                _ => vec![
+                    ("CustomerTerminationRequested", body(json!({}))),
+                    ("CustomerTerminationWithdrawn", body(json!({}))),
+                ],
+            };
+            for (i, (event_type, body)) in script.into_iter().enumerate() {
+                let line = envelope(&id(i), event_type, at(i), body);
+                let env = decode_envelope(line.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                engine.handle(&env, env.event_time);
+            }
+            let state = engine.get(&key).context("no state built")?.to_bytes();
+            bytes += state.len();
+            let p = partition_for_key(key.as_bytes(), PARTITIONS);
+            send(
+                &producer,
+                BaseRecord::to(changelog)
+                    .partition(p)
+                    .key(key.as_bytes())
+                    .payload(state.as_slice()),
+            )?;
+        }
+        engine.commit();
+    }
+    producer.flush(Duration::from_secs(120))?;
+    ensure!(
+        producer.context().failed.load(Ordering::Relaxed) == 0,
+        "changelog writes failed"
+    );
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------- the worker
+
+#[derive(Clone)]
+struct Deployment {
+    inputs: [String; 3],
+    outputs: [String; 3],
+    dlq: String,
+    changelog: String,
+    group: String,
+}
+
+struct Worker {
+    child: Child,
+    admin: String,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(args: &Args, d: &Deployment, name: &str) -> Result<Worker> {
+        let (bin, bootstrap) = (&args.terminus, &args.bootstrap);
+        let admin = free_port()?;
+        let log = std::env::temp_dir().join(format!("{}.log", d.group));
+        let mut cmd = Command::new(bin);
+        cmd.arg("run")
+            .args(["--bootstrap-servers", bootstrap])
+            .args(["--group-id", &d.group, "--instance-id", name])
+            .args(["--lifecycle-topic", &d.inputs[0]])
+            .args(["--decisions-topic", &d.inputs[1]])
+            .args(["--outcomes-topic", &d.inputs[2]])
+            .args(["--status-topic", &d.outputs[0]])
+            .args(["--dismantle-topic", &d.outputs[1]])
+            .args(["--terminated-topic", &d.outputs[2]])
+            .args(["--dead-letter-topic", &d.dlq])
+            .args(["--changelog-topic", &d.changelog])
+            .args(["--admin-addr", &admin, "--log-format", "json"])
+            .args(&args.terminus_arg)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        // scripts/kafka's KAFKA_PORT and friends are not client settings.
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_")) {
+            cmd.env_remove(k);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Worker { child, admin, log })
+    }
+
+    fn consumed(&self) -> Option<u64> {
+        let (_, body) = http_get(&self.admin, "/metrics")?;
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with("terminus_events_consumed_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64,
+        )
+    }
+
+    fn wait_ready(&mut self, max: Duration) -> Result<()> {
+        let deadline = Instant::now() + max;
+        while http_get(&self.admin, "/readyz").map(|r| r.0) != Some(200) {
+            ensure!(
+                self.child.try_wait()?.is_none(),
+                "terminus exited; log {}",
+                self.log.display()
+            );
+            ensure!(
+                Instant::now() < deadline,
+                "terminus not ready after {max:?}; log {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// CPU seconds (user + system) the worker has used so far.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
+
+    fn peak_rss_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM")?;
+        Ok(kb / 1024.0)
+    }
+
+    /// (customers, millis) summed over the worker's "partitions restored" log lines.
+    fn restored(&self) -> Result<(u64, u64)> {
+        let mut total = (0, 0);
+        for line in std::fs::read_to_string(&self.log)?.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            // tracing's JSON: fields at the top level, or under "fields".
+            let f = v.get("fields").unwrap_or(&v);
+            if f["message"] == "partitions restored from the changelog" {
+                total.0 += f["customers"].as_u64().unwrap_or(0);
+                total.1 += f["millis"].as_u64().unwrap_or(0);
+            }
+        }
+        Ok(total)
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        signal(&self.child, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("terminus did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
+}
+
+fn free_port() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+/// A bare HTTP/1.1 GET: (status, body), or None when nothing answers.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+// ---------------------------------------------------------------- kafka
+
+fn config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+#[derive(Default)]
+struct Counting {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn counting_producer(b: &str, extra: &[(&str, &str)]) -> Result<BaseProducer<Counting>> {
+    let mut c = config(b);
+    c.set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    Ok(c.create_with_context(Counting::default())?)
+}
+
+/// librdkafka's own flush: sends what lingers at once and waits until every
+/// record is acknowledged. (rdkafka's `Producer::flush` polls in steps that
+/// each last their full 100 ms, so it takes at least 100 ms: far too slow to
+/// stand for a transaction commit's flush.)
+fn flush_now(p: &ThreadedProducer<Counting>) -> Result<()> {
+    // SAFETY: the pointer is the live producer's; rd_kafka_flush is thread-safe.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), 30_000) };
+    ensure!(
+        err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+        "flush: {err:?}"
+    );
+    Ok(())
+}
+
+/// Enqueues a record, waiting out a full local queue.
+fn send(p: &BaseProducer<Counting>, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+    loop {
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                p.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Each event to its input topic, keyed by customer (murmur2, as Java clients).
+fn produce_events(b: &str, names: &Names, events: &[Event]) -> Result<()> {
+    let p = counting_producer(b, &[("linger.ms", "20"), ("compression.type", "lz4")])?;
+    for e in events {
+        let topic = &names.inputs[INPUTS.iter().position(|r| *r == e.role).unwrap_or(0)];
+        send(
+            &p,
+            BaseRecord::to(topic)
+                .key(e.key.as_bytes())
+                .payload(e.line.as_bytes()),
+        )?;
+    }
+    p.flush(Duration::from_secs(120))?;
+    ensure!(
+        p.context().failed.load(Ordering::Relaxed) == 0,
+        "input deliveries failed"
+    );
+    Ok(())
+}
+
+fn produce_states<'a>(
+    b: &str,
+    topic: &str,
+    states: impl Iterator<Item = (i32, &'a str, &'a [u8])>,
+) -> Result<()> {
+    let p = counting_producer(b, &[("linger.ms", "20"), ("compression.type", "lz4")])?;
+    for (partition, key, value) in states {
+        send(
+            &p,
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(key.as_bytes())
+                .payload(value),
+        )?;
+    }
+    p.flush(Duration::from_secs(120))?;
+    ensure!(
+        p.context().failed.load(Ordering::Relaxed) == 0,
+        "changelog deliveries failed"
+    );
+    Ok(())
+}
+
+/// Produces the events at `rate` per second, evenly spaced; returns when
+/// each was handed to the producer.
+fn produce_paced(
+    b: &str,
+    names: &Names,
+    events: &[Event],
+    rate: usize,
+) -> Result<Vec<(String, Instant)>> {
+    let p = counting_producer(b, &[])?;
+    let start = Instant::now();
+    let mut sent = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let topic = &names.inputs[INPUTS.iter().position(|r| *r == e.role).unwrap_or(0)];
+        sent.push((e.id.clone(), Instant::now()));
+        send(
+            &p,
+            BaseRecord::to(topic)
+                .key(e.key.as_bytes())
+                .payload(e.line.as_bytes()),
+        )?;
+        p.poll(Duration::ZERO);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    p.flush(Duration::from_secs(60))?;
+    ensure!(
+        p.context().failed.load(Ordering::Relaxed) == 0,
+        "input deliveries failed"
+    );
+    ensure!(
+        secs < events.len() as f64 / rate as f64 * 1.05 + 1.0,
+        "the producer fell behind: {} events took {secs:.1}s",
+        events.len()
+    );
+    Ok(sent)
+}
+
+/// Reads `topics` read_committed as outputs appear; returns when each id in
+/// `wanted` was first seen as a causationId.
+fn first_seen(
+    b: &str,
+    topics: &[String],
+    mut wanted: HashSet<String>,
+    max: Duration,
+) -> Result<HashMap<String, Instant>> {
+    let c: BaseConsumer = config(b)
+        .set("group.id", "bench-latency-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(t, p, Offset::Beginning)?;
+        }
+    }
+    c.assign(&tpl)?;
+    let deadline = Instant::now() + max;
+    let mut seen = HashMap::new();
+    while !wanted.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "{} inputs never got their output",
+            wanted.len()
+        );
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let at = Instant::now();
+            let v: Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            let cause = v["causationId"].as_str().unwrap_or_default();
+            if wanted.remove(cause) {
+                seen.insert(cause.to_owned(), at);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Every committed record of `topic` from the beginning to its end, each
+/// value parsed as JSON and handed to `f`; returns the count.
+fn read_all(b: &str, topic: &str, mut f: impl FnMut(Value)) -> Result<usize> {
+    let c: BaseConsumer = config(b)
+        .set("group.id", "bench-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut at_end = HashSet::new();
+    let mut count = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while at_end.len() < PARTITIONS as usize {
+        ensure!(Instant::now() < deadline, "reading {topic} took too long");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                f(serde_json::from_slice(m.payload().unwrap_or_default())?);
+                count += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(count)
+}
+
+fn read_outputs(b: &str, d: &Deployment) -> Result<Vec<Output>> {
+    let mut all = Vec::new();
+    for (role, topic) in OUTPUTS.iter().zip(&d.outputs) {
+        read_all(b, topic, |v| {
+            let key = v["event"]["customerId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            all.push(((*role).to_owned(), key, v));
+        })?;
+    }
+    Ok(all)
+}
+
+/// (topic, partition, end offset) of every partition of `topics`.
+fn end_offsets(b: &str, topics: &[String]) -> Result<Vec<(String, i32, i64)>> {
+    let c: BaseConsumer = config(b).create()?;
+    let mut ends = Vec::new();
+    for t in topics {
+        for p in 0..PARTITIONS {
+            let (_, high) = c.fetch_watermarks(t, p, Duration::from_secs(10))?;
+            ends.push((t.clone(), p, high));
+        }
+    }
+    Ok(ends)
+}
+
+/// Polls `group`'s committed offsets until they reach `ends`; returns that
+/// moment (ms since the epoch).
+fn wait_committed(
+    b: &str,
+    group: &str,
+    ends: &[(String, i32, i64)],
+    max: Duration,
+) -> Result<u128> {
+    let c: BaseConsumer = config(b).set("group.id", group).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, _) in ends {
+        tpl.add_partition(t, *p);
+    }
+    let deadline = Instant::now() + max;
+    loop {
+        if let Ok(committed) = c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            let done = ends.iter().all(|(t, p, end)| {
+                matches!(committed.find_partition(t, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *end)
+            });
+            if done {
+                return Ok(epoch_ms());
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "group {group} did not commit its input within {max:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Creates (name, compacted) topics with six partitions and waits for their leaders.
+fn create_topics(b: &str, topics: &[(&str, bool)]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config(b).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, compact)| {
+            let nt = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1));
+            if *compact {
+                nt.set("cleanup.policy", "compact")
+            } else {
+                nt
+            }
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in futures::executor::block_on(admin.create_topics(&new, &opts))? {
+        if let Err((t, code)) = r {
+            ensure!(
+                code == RDKafkaErrorCode::TopicAlreadyExists,
+                "creating {t}: {code}"
+            );
+        }
+    }
+    let c: BaseConsumer = config(b).create()?;
+    for (t, _) in topics {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = c.fetch_metadata(Some(t), Duration::from_secs(5))?;
+            if md.topics().iter().any(|m| {
+                m.partitions().len() == PARTITIONS as usize
+                    && m.partitions().iter().all(|p| p.leader() >= 0)
+            }) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "topic {t} has no leaders");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every topic named `prefix…` (including the peer's internal ones).
+fn delete_topics_with_prefix(b: &str, prefix: &str) {
+    let Ok(c) = config(b).create::<BaseConsumer>() else {
+        return;
+    };
+    let Ok(md) = c.fetch_metadata(None, Duration::from_secs(10)) else {
+        return;
+    };
+    let names: Vec<&str> = md
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    if let Ok(admin) = config(b).create::<AdminClient<DefaultClientContext>>() {
+        let _ = futures::executor::block_on(admin.delete_topics(&names, &AdminOptions::new()));
+    }
+}
+
+// ---------------------------------------------------------------- small things
+
+fn epoch_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// (p50, p99, max) by nearest rank; NaN when empty.
+fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let pct = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    (pct(0.50), pct(0.99), v[v.len() - 1])
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// CPU seconds the whole machine spent busy (not idle or waiting) since boot.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; 100 ticks a second.
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (ticks.iter().sum::<f64>() - idle) / 100.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
