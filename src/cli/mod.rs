@@ -175,7 +175,7 @@ pub struct RunArgs {
     #[arg(long, env = "TERMINUS_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub commit_interval: Duration,
     /// Most input records per transaction.
-    #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
     /// Input records larger than this many bytes go to the dead-letter topic.
     #[arg(long, env = "TERMINUS_MAX_RECORD_BYTES", default_value_t = 1_048_576)]

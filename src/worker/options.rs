@@ -17,7 +17,7 @@ pub struct WorkerOptions {
     pub instance_id: String,
     /// Longest a transaction stays open (default 100 ms).
     pub commit_interval: Duration,
-    /// Most input records in one transaction (default 1000).
+    /// Most input records in one transaction (default 5000).
     pub batch_size: usize,
     /// Larger input records go to the dead-letter topic (default 1 MiB).
     pub max_record_bytes: usize,
@@ -71,7 +71,7 @@ impl WorkerOptions {
             group_id: "terminus".into(),
             instance_id: "terminus-0".into(),
             commit_interval: Duration::from_millis(100),
-            batch_size: 1000,
+            batch_size: 5000,
             max_record_bytes: 1024 * 1024,
             future_tolerance: Duration::from_secs(300),
             timer_interval: Duration::from_secs(1),

@@ -728,9 +728,22 @@ impl Processor {
                 }
             }
         }
+        // librdkafka's cached watermarks cost no round trip; asking the broker
+        // for each partition on the loop thread stalled consumption under a
+        // backlog. Paused partitions are not fetched, so their cache goes
+        // stale: ask the broker then (nothing is being processed anyway).
+        let paused = self.status.pause_requested();
         for e in assignment.elements() {
-            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)
-            else {
+            let cached = if paused {
+                None
+            } else {
+                cached_watermarks(consumer, e.topic(), e.partition())
+            };
+            let Some((low, high)) = cached.or_else(|| {
+                consumer
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)
+                    .ok()
+            }) else {
                 continue;
             };
             let position = self
@@ -785,4 +798,28 @@ fn flush(producer: &TxProducer, timeout: Duration) {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: a live producer handle; rd_kafka_flush is thread-safe.
     let _ = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+}
+
+/// The low and high watermarks librdkafka last saw in a fetch response for
+/// this partition (no request), or None before the first fetch.
+fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a NUL-terminated topic name and two
+    // out-pointers; rd_kafka_get_watermark_offsets only reads cached state.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
 }
