@@ -9,14 +9,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const PORT: &str = "39092";
+// Below the ephemeral port range (32768+), so no client socket can hold it.
+const PORT: &str = "19492";
 
 fn kafka(action: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
     let status = Command::new(script)
         .arg(action)
         .env("KAFKA_PORT", PORT)
-        .env("KAFKA_CONTROLLER_PORT", "39093")
+        .env("KAFKA_CONTROLLER_PORT", "19493")
         .status()
         .expect("run scripts/kafka");
     assert!(status.success(), "scripts/kafka {action} failed");
