@@ -88,22 +88,8 @@ pub const RELEASED_V1: [(&str, &str); 21] = released_v1!(
 /// JSON of `domain::CustomerState`.
 pub const STATE_SCHEMA: &str = include_str!("../../schemas/CustomerState.avsc");
 
-/// The topic role each input event type is published on (as in the contract).
-pub const INPUT_EVENT_TOPICS: [(&str, Topic); 13] = [
-    ("CustomerTerminationRequested", Topic::Lifecycle),
-    ("CustomerTerminationWithdrawn", Topic::Lifecycle),
-    ("CustomerDeceased", Topic::Lifecycle),
-    ("OrganizationDissolved", Topic::Lifecycle),
-    ("AllServicesTerminated", Topic::Lifecycle),
-    ("RelationshipReestablishmentRequested", Topic::Lifecycle),
-    ("FraudConfirmed", Topic::Decisions),
-    ("EnterpriseTerminationDecided", Topic::Decisions),
-    ("TerminationDecisionRevoked", Topic::Decisions),
-    ("LegalHoldPlaced", Topic::Decisions),
-    ("LegalHoldReleased", Topic::Decisions),
-    ("DismantleCompleted", Topic::Outcomes),
-    ("DismantleFailed", Topic::Outcomes),
-];
+/// The topic role each input event type is published on: the contract's table.
+pub const INPUT_EVENT_TOPICS: [(&str, Topic); 13] = crate::contract::INPUT_EVENT_TYPES;
 
 /// The topic role each output event type is published on.
 pub const OUTPUT_EVENT_TOPICS: [(&str, Topic); 8] = [

@@ -8,7 +8,7 @@
 mod input;
 mod output;
 
-pub use input::{DecodeError, InputEnvelope, InputEvent, decode_envelope};
+pub use input::{DecodeError, INPUT_EVENT_TYPES, InputEnvelope, InputEvent, decode_envelope};
 pub use output::{OutputEnvelope, OutputEvent, OutputRecord};
 
 use serde::{Deserialize, Serialize};
