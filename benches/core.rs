@@ -70,7 +70,7 @@ fn journeys(n: usize) -> Journeys {
     for i in 0..n {
         let customer = format!("C-{i:07}");
         let request_id = format!("req-{i}");
-        let tid = ids::termination_id(&request_id).to_string();
+        let tid = ids::termination_id(&customer, &request_id).to_string();
         requests.push(envelope(
             &request_id,
             "CustomerTerminationRequested",

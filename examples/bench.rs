@@ -309,7 +309,7 @@ fn workload(seed: u64, tag: &str, customers: usize, base_ms: i64) -> Workload {
                     )
                 };
                 prior.push(envelope(&cause, trigger, base_ms - 60_000, b));
-                let tid = termination_id(&cause).to_string();
+                let tid = termination_id(&key, &cause).to_string();
                 prior_ids.insert(cause);
                 let done = |v: &str| body(json!({"terminationId": tid, "vertical": v}));
                 let failed = body(json!({"terminationId": tid, "vertical": "billing",
@@ -1091,7 +1091,7 @@ fn write_many_states(b: &str, changelog: &str, n: usize) -> Result<usize> {
                 }
                 v
             };
-            let tid = termination_id(&id(0)).to_string();
+            let tid = termination_id(&key, &id(0)).to_string();
             let done = |v: &str| body(json!({"terminationId": tid, "vertical": v}));
             let roll = rng.random_range(0..100);
             let script: Vec<(&str, Value)> = match roll {

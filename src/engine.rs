@@ -149,6 +149,40 @@ impl<S: StateStore> Engine<S> {
         outputs
     }
 
+    /// Fires the earliest timer due by `now` (one customer's), if any. The
+    /// worker paces a burst of due timers with this, a bounded number per
+    /// transaction, earliest first; the order of one customer's timers is
+    /// the same as with [`fire_due`](Self::fire_due).
+    pub fn fire_next_due(&mut self, now: Timestamp) -> Option<Vec<OutputRecord>> {
+        let (due, key) = self.timers.first().cloned()?;
+        if due > now {
+            return None;
+        }
+        let decision = self.step(&key, Input::Timers, due);
+        if !decision.changed {
+            // See fire_due: a timer that does not move the phase would be
+            // popped forever; drop it from the index rather than spin.
+            debug_assert!(false, "timer {due} of a customer did not fire");
+            self.timers.remove(&(due, key));
+            return Some(Vec::new());
+        }
+        Some(decision.outputs)
+    }
+
+    /// The state as the last committed batch left it: what a query may show,
+    /// since an abort would undo anything newer.
+    pub fn committed(&self, key: &str) -> Option<&CustomerState> {
+        match self.undo.get(key) {
+            Some(before) => before.as_ref(),
+            None => self.store.get(key),
+        }
+    }
+
+    /// How many customers the open batch changed (changelog records to write).
+    pub fn changed_count(&self) -> usize {
+        self.undo.len()
+    }
+
     /// The earliest armed timer.
     pub fn next_due(&self) -> Option<Timestamp> {
         self.timers.first().map(|(due, _)| *due)
@@ -238,4 +272,47 @@ impl<S: StateStore> Engine<S> {
 
 fn due_of(state: &CustomerState) -> Option<Timestamp> {
     state.next_timer().map(|(due, _)| due)
+}
+
+/// The engines of the partitions a worker owns, by partition number.
+pub type Partitions = std::collections::BTreeMap<i32, Engine>;
+
+/// Owned partitions' engines behind a lock, shared by the worker (which holds
+/// the lock only while it handles one record or one step of a commit, never
+/// across a broker round trip) and the admin server's queries.
+#[derive(Clone, Default)]
+pub struct SharedEngines(Arc<std::sync::Mutex<Partitions>>);
+
+/// What a query for one customer finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// This instance does not own the customer's partition.
+    NotOwned,
+    /// It owns the partition and holds no committed state for the customer.
+    Unknown,
+    /// The customer's committed state.
+    Found(Box<CustomerState>),
+}
+
+impl SharedEngines {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Partitions> {
+        // A panic while holding the lock ends the worker anyway; a query may
+        // still read what is there.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The committed state of `key` in `partition`: never a change that an
+    /// abort could still undo.
+    pub fn committed(&self, partition: i32, key: &str) -> Lookup {
+        let engines = self.lock();
+        match engines.get(&partition) {
+            None => Lookup::NotOwned,
+            Some(engine) => match engine.committed(key) {
+                Some(state) => Lookup::Found(Box::new(state.clone())),
+                None => Lookup::Unknown,
+            },
+        }
+    }
 }

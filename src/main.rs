@@ -98,6 +98,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     options.instance_id = instance_id;
     options.commit_interval = args.commit_interval;
     options.batch_size = args.batch_size as usize;
+    options.max_transaction_records = args.max_transaction_records as usize;
+    options.max_transaction_bytes =
+        usize::try_from(args.max_transaction_bytes).unwrap_or(usize::MAX);
+    options.timers_per_transaction = args.timers_per_transaction as usize;
     options.max_record_bytes = args.max_record_bytes;
     options.future_tolerance = args.future_tolerance;
     options.timer_interval = args.timer_interval;
@@ -124,7 +128,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let app = terminus::telemetry::admin::router(AdminState {
         metrics: telemetry.metrics.clone(),
         status: telemetry.status.clone(),
-        processor: telemetry.processor.clone(),
+        engines: telemetry.engines.clone(),
         partitions: telemetry.partitions.clone(),
     });
     let admin_addr = listener.local_addr().unwrap_or(args.admin_addr);

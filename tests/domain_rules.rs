@@ -62,7 +62,7 @@ fn customer_request_takes_effect_after_the_minimum_notice() {
     assert_eq!(v["event"]["notifyCustomer"], true);
     assert_eq!(
         v["event"]["terminationId"],
-        ids::termination_id("req-1").to_string()
+        ids::termination_id("C-1", "req-1").to_string()
     );
     assert_eq!(v["eventTime"], rfc(t0()));
     assert_eq!(v["causationId"], "req-1");
@@ -163,7 +163,7 @@ fn deceased_dissolved_and_fraud_dismantle_at_once_in_the_same_step() {
         assert_eq!(accepted["event"]["category"], category);
         assert_eq!(accepted["event"]["effectiveAt"], rfc(t0()));
         assert_eq!(accepted["event"]["notifyCustomer"], notify, "{trigger}");
-        let tid = ids::termination_id("x-1").to_string();
+        let tid = ids::termination_id("C-1", "x-1").to_string();
         for (record, vertical) in d.outputs[1..].iter().zip(VERTICALS) {
             assert_eq!(record.topic, Topic::Dismantle);
             let v = value(record);
@@ -555,7 +555,7 @@ fn a_stronger_trigger_supersedes_a_pending_request_and_dismantles_at_once() {
                 "DismantleSolution"
             ]
         );
-        let tid = ids::termination_id("req-1").to_string();
+        let tid = ids::termination_id("C-1", "req-1").to_string();
         let accepted = value(&d.outputs[0]);
         assert_eq!(
             accepted["event"]["terminationId"], tid,
@@ -880,7 +880,7 @@ fn no_outcome_by_the_deadline_stalls_once_and_not_twice() {
 
 #[test]
 fn outcomes_for_unknown_or_finished_terminations_are_ignored() {
-    let other = ids::termination_id("someone-else").to_string();
+    let other = ids::termination_id("C-1", "someone-else").to_string();
     // Unknown termination while dismantling.
     let mut c = Customer::dismantling("C-1");
     let before = c.state.clone();
@@ -1251,10 +1251,14 @@ fn ids_are_deterministic() {
     // Every event id is unique, and they are the documented UUIDv5 derivations.
     let ids: std::collections::BTreeSet<_> = a.iter().map(|r| r.envelope.event_id).collect();
     assert_eq!(ids.len(), a.len());
-    let tid = ids::termination_id("req-1");
+    let tid = ids::termination_id("C-1", "req-1");
     assert_eq!(
         a[0].envelope.event_id,
-        Cause::Event("req-1".into()).output_id(0)
+        Cause::Event {
+            customer_id: "C-1".into(),
+            event_id: "req-1".into()
+        }
+        .output_id(0)
     );
     let due = t0().plus(days(14));
     let timer = Cause::Timer {
@@ -1266,8 +1270,8 @@ fn ids_are_deterministic() {
         assert_eq!(r.envelope.event_id, timer.output_id(i));
         assert_eq!(r.envelope.event.termination_id(), Some(tid));
     }
-    assert_eq!(tid, uuid_v5_of("termination:req-1"));
-    assert_ne!(ids::termination_id("req-2"), tid);
+    assert_eq!(tid, uuid_v5_of("termination:3:C-1:req-1"));
+    assert_ne!(ids::termination_id("C-1", "req-2"), tid);
 }
 
 fn uuid_v5_of(name: &str) -> uuid::Uuid {
@@ -1354,7 +1358,7 @@ fn the_engine_fires_timers_across_customers_in_due_order() {
 fn the_engine_forgets_customers_with_a_tombstone() {
     let policy = Policy::default();
     let mut engine = Engine::new(Arc::new(policy));
-    let tid = ids::termination_id("f-1").to_string();
+    let tid = ids::termination_id("C-1", "f-1").to_string();
     engine.handle(
         &envelope(
             "f-1",

@@ -116,7 +116,7 @@ fn termination_id_or_stranger(c: &Customer) -> String {
     c.state
         .as_ref()
         .and_then(|s| s.phase.termination_id())
-        .unwrap_or_else(|| ids::termination_id("someone-else"))
+        .unwrap_or_else(|| ids::termination_id("C-1", "someone-else"))
         .to_string()
 }
 
@@ -187,7 +187,7 @@ fn apply(c: &mut Customer, input: &str) -> Decision {
             return c.complete("billing", at);
         }
         ("DismantleCompleted", "for another terminationId") => {
-            let body = json!({"terminationId": ids::termination_id("someone-else"), "vertical": "billing"});
+            let body = json!({"terminationId": ids::termination_id("C-1", "someone-else"), "vertical": "billing"});
             return c.send("DismantleCompleted", at, body);
         }
         ("DismantleCompleted", "for a vertical already completed") => {
@@ -515,15 +515,22 @@ fn the_id_derivations_are_the_documented_ones() {
     assert!(DOC.contains("`urn:terminus:v1`"));
     assert_eq!(ids::namespace(), ns);
     let v5 = |name: &str| uuid::Uuid::new_v5(&ns, name.as_bytes());
-    assert!(DOC.contains("`termination:<eventId>`"));
-    assert_eq!(ids::termination_id("req-1"), v5("termination:req-1"));
-    assert!(DOC.contains("`event:<eventId>#<ordinal>`"));
+    assert!(DOC.contains("`termination:<n>:<customerId>:<eventId>`"));
     assert_eq!(
-        Cause::Event("req-1".into()).output_id(2),
-        v5("event:req-1#2")
+        ids::termination_id("C-1", "req-1"),
+        v5("termination:3:C-1:req-1")
+    );
+    assert!(DOC.contains("`event:<n>:<customerId>:<eventId>#<ordinal>`"));
+    assert_eq!(
+        Cause::Event {
+            customer_id: "C-1".into(),
+            event_id: "req-1".into()
+        }
+        .output_id(2),
+        v5("event:3:C-1:req-1#2")
     );
     assert!(DOC.contains("`timer:<terminationId>:<timer>:<due in epoch milliseconds>#<ordinal>`"));
-    let tid = ids::termination_id("req-1");
+    let tid = ids::termination_id("C-1", "req-1");
     let due = t0();
     let timer = Cause::Timer {
         termination: tid,
@@ -537,7 +544,7 @@ fn the_id_derivations_are_the_documented_ones() {
     // And outputs use them.
     let mut c = Customer::new("C-1");
     let d = c.send_as("req-1", "CustomerTerminationRequested", t0(), json!({}));
-    assert_eq!(d.outputs[0].envelope.event_id, v5("event:req-1#0"));
+    assert_eq!(d.outputs[0].envelope.event_id, v5("event:3:C-1:req-1#0"));
     let due = t0().plus(core_support::days(14));
     let d = c.tick(due);
     let expected = v5(&format!("timer:{tid}:effective:{}#1", due.millis()));

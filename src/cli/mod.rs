@@ -177,6 +177,17 @@ pub struct RunArgs {
     /// Most input records per transaction.
     #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
+    /// Most records one transaction writes: outputs, dead letters and
+    /// changelog records together.
+    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_RECORDS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub max_transaction_records: u32,
+    /// Most bytes one transaction writes (keys, values and headers).
+    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1_048_576..=1_073_741_824))]
+    pub max_transaction_bytes: u64,
+    /// Most customers whose due timers fire in one transaction; the rest fire
+    /// in the following ones, earliest first, between input records.
+    #[arg(long, env = "TERMINUS_TIMERS_PER_TRANSACTION", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub timers_per_transaction: u32,
     /// Input records larger than this many bytes go to the dead-letter topic.
     #[arg(long, env = "TERMINUS_MAX_RECORD_BYTES", default_value_t = 1_048_576)]
     pub max_record_bytes: usize,

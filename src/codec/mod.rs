@@ -544,11 +544,10 @@ impl Codec {
         };
         let full = record.name.fullname(None);
         let Some(&index) = reader.branches.get(&full) else {
-            let shown: String = full.chars().take(96).collect();
             return Err(DecodeError::new(
                 DeadLetterReason::UnknownEventType,
                 format!(
-                    "Avro record `{shown}` ({}) is not an event type this reader knows",
+                    "the Avro record ({}) is not an event type this reader knows",
                     writer.origin
                 ),
             ));

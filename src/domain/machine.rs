@@ -112,7 +112,16 @@ pub fn decide(
             } else {
                 let at = ctx.st.clock.max(env.event_time);
                 let effect = ctx.on_event(env, at);
-                if !matches!(effect, Effect::Ignored(_)) {
+                if matches!(effect, Effect::Ignored(_)) {
+                    // Remember an ignored outcome's id too: redelivered after
+                    // the dismantling started, it must not count as a
+                    // completion. Only for a customer with a record: an
+                    // outcome for an unknown customer must not create one.
+                    if existed && !ctx.forget {
+                        ctx.remember(print);
+                        ctx.changed = true;
+                    }
+                } else {
                     // A customer forgotten by a timer just now starts afresh with
                     // this event, as if the timer had fired in an earlier step.
                     ctx.forget = false;
@@ -159,7 +168,10 @@ struct Emitter {
 impl Emitter {
     fn for_event(env: &InputEnvelope, at: Timestamp) -> Self {
         Emitter {
-            cause: Cause::Event(env.event_id.clone()),
+            cause: Cause::Event {
+                customer_id: env.customer_id.clone(),
+                event_id: env.event_id.clone(),
+            },
             causation_id: env.event_id.clone(),
             correlation_id: env.correlation_id.clone(),
             at,
@@ -444,7 +456,7 @@ impl Ctx<'_> {
         let (phase, effect) = match phase {
             Phase::Active => {
                 let termination = Termination {
-                    id: termination_id(&env.event_id),
+                    id: termination_id(&env.customer_id, &env.event_id),
                     category,
                     effective_at,
                     erasure_requested,

@@ -4,9 +4,9 @@
 
 use super::metrics::Metrics;
 use super::status::Status;
+use crate::engine::{Lookup, SharedEngines};
 use crate::kafka::partition_for_key;
 use crate::time::Timestamp;
-use crate::worker::SharedProcessor;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +21,8 @@ use std::time::Duration;
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
-    /// Set once the worker has created its processor.
-    pub processor: Arc<OnceLock<SharedProcessor>>,
+    /// The worker's owned partitions, for queries of committed state.
+    pub engines: SharedEngines,
     /// Partition count of the input topics (set at start-up).
     pub partitions: Arc<OnceLock<i32>>,
 }
@@ -86,7 +86,7 @@ async fn resume(State(s): State<AdminState>) -> Response {
 }
 
 async fn relationship(State(s): State<AdminState>, Path(customer_id): Path<String>) -> Response {
-    let (Some(processor), Some(partitions)) = (s.processor.get(), s.partitions.get()) else {
+    let Some(partitions) = s.partitions.get() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"error": "the worker has not started yet"})),
@@ -94,19 +94,14 @@ async fn relationship(State(s): State<AdminState>, Path(customer_id): Path<Strin
             .into_response();
     };
     let partition = partition_for_key(customer_id.as_bytes(), *partitions);
-    let processor = processor.clone();
+    let engines = s.engines.clone();
     let id = customer_id.clone();
-    // The processor lock is a std mutex held by the worker thread while it
-    // handles a record: wait for it off the async runtime.
-    let found = tokio::task::spawn_blocking(move || {
-        let p = processor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        p.engines().get(&partition).map(|engine| {
-            engine
-                .get(&id)
-                .map(|state| serde_json::to_value(state).unwrap_or_default())
-        })
+    // The lock is a std mutex that the worker holds for one record at a time
+    // (never across a commit or a restore): wait for it off the runtime.
+    let found = tokio::task::spawn_blocking(move || match engines.committed(partition, &id) {
+        Lookup::NotOwned => None,
+        Lookup::Unknown => Some(None),
+        Lookup::Found(state) => Some(Some(serde_json::to_value(&*state).unwrap_or_default())),
     })
     .await
     .unwrap_or(None);

@@ -40,6 +40,7 @@ pub struct Metrics {
     timers_fired: Counter,
     ready: Gauge,
     assigned_partitions: Gauge,
+    batch_abort_streak: Gauge,
 }
 
 impl Default for Metrics {
@@ -72,6 +73,7 @@ impl Metrics {
             timers_fired: Counter::default(),
             ready: Gauge::default(),
             assigned_partitions: Gauge::default(),
+            batch_abort_streak: Gauge::default(),
             registry: Registry::default(),
         };
         // Label values known in advance start at 0, so that rate() and
@@ -187,6 +189,11 @@ impl Metrics {
             "Input partitions (of each input topic) this instance owns",
             m.assigned_partitions.clone(),
         );
+        registry.register(
+            "batch_abort_streak",
+            "How many times in a row the transaction starting at the same input offsets aborted (0 after a commit); 3 or more means a batch is stuck and /readyz names it",
+            m.batch_abort_streak.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -239,8 +246,13 @@ impl Metrics {
         self.duplicates.inc();
     }
 
-    pub fn timer_fired(&self) {
-        self.timers_fired.inc();
+    /// `customers` customers' timers fired, in one round.
+    pub fn timers_fired(&self, customers: u64) {
+        self.timers_fired.inc_by(customers);
+    }
+
+    pub fn set_abort_streak(&self, streak: u32) {
+        self.batch_abort_streak.set(i64::from(streak));
     }
 
     pub fn committed(&self, commit_seconds: f64, latencies_seconds: &[f64]) {

@@ -14,6 +14,8 @@ pub struct Status {
     pause_requested: AtomicBool,
     stopping: AtomicBool,
     owned: Mutex<Vec<i32>>,
+    /// Set while the same batch keeps aborting: where it starts and why.
+    stuck: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -40,6 +42,13 @@ impl Status {
 
     pub fn owned(&self) -> Vec<i32> {
         self.owned.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Names a batch that keeps aborting (None once one commits again).
+    pub fn set_stuck(&self, stuck: Option<String>) {
+        if let Ok(mut s) = self.stuck.lock() {
+            *s = stuck;
+        }
     }
 
     pub fn set_stopping(&self) {
@@ -95,6 +104,9 @@ impl Status {
         if self.pause_requested() {
             return Err("consumption paused by an operator (POST /admin/resume)".into());
         }
+        if let Some(stuck) = self.stuck.lock().ok().and_then(|s| s.clone()) {
+            return Err(format!("stuck: {stuck}"));
+        }
         Ok(format!("consuming partitions {:?}", self.owned()))
     }
 }
@@ -116,6 +128,14 @@ mod tests {
         assert_eq!(s.readiness().unwrap(), "consuming partitions [0, 1]");
         s.request_pause(true);
         assert!(s.readiness().unwrap_err().contains("paused"));
+        s.request_pause(false);
+        s.set_stuck(Some(
+            "the batch starting at in[2]@41 aborted 3 times".into(),
+        ));
+        let reason = s.readiness().unwrap_err();
+        assert!(reason.contains("in[2]@41"), "{reason}");
+        s.set_stuck(None);
+        assert!(s.readiness().is_ok());
     }
 
     #[test]

@@ -1,26 +1,37 @@
 //! `terminus run`: consume, decide, publish and remember, exactly once.
 //!
-//! One thread polls the consumer and drives a [`Processor`]; rebalance
+//! - [`pipeline`]: an input record → the records to write (codec, validation,
+//!   the partition's engine); no Kafka client types.
+//! - [`transaction`]: the transactional producer as a state machine.
+//! - [`restore`]: a partition's state read back from the changelog.
+//! - [`processor`]: the batch — one transaction per batch — and what to do
+//!   when any part of it fails.
+//! - this module: the consumer, its rebalance callbacks and the small loop.
+//!
+//! One thread polls the consumer and drives the [`Processor`]; rebalance
 //! callbacks run inside that poll on the same thread, so a revocation commits
 //! the open transaction before the partitions go, and an assignment restores
 //! each partition's state before its first record is fetched.
 
 mod options;
+pub mod pipeline;
 mod processor;
 pub mod records;
+mod restore;
 mod tracing_context;
+pub mod transaction;
 
 pub use options::{RegistrySettings, WorkerOptions};
 pub use processor::Counters;
 
+use crate::engine::SharedEngines;
 use crate::kafka::topics::{self, TopicError};
 use crate::telemetry::{Metrics, Status};
 use crate::time::Timestamp;
-use processor::{Processor, TxProducer};
+use processor::Processor;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -42,6 +53,13 @@ pub enum WorkerError {
         "the producer was fenced: another instance runs with transactional id {0}; exiting (give every instance its own --instance-id)"
     )]
     Fenced(String),
+    /// The broker aborted our own transaction at its timeout (librdkafka
+    /// reports it as fencing): rebuild, restore and go on.
+    #[error("our transaction outlived the transaction timeout and the broker aborted it: {0}")]
+    TransactionTimedOut(String),
+    /// A commit failed after it was requested: it may or may not have landed.
+    #[error("the outcome of a transaction commit is unknown: {0}")]
+    OutcomeUnknown(String),
     #[error("the producer failed fatally ({0}); it will be rebuilt")]
     ProducerBroken(String),
     #[error("transaction failed and will be retried: {0}")]
@@ -59,29 +77,14 @@ pub enum WorkerError {
     /// The consumer lost its assignment and has not been given a new one.
     #[error("the consumer did not rejoin its group after losing its assignment")]
     Rejoin,
-}
-
-impl WorkerError {
-    /// Sorts a transactional error into fatal (fenced, …) or abortable.
-    pub fn from_txn(err: KafkaError) -> Self {
-        use rdkafka::error::RDKafkaErrorCode as Code;
-        if let Some(reason) = crate::kafka::preflight::authorization_failure(&err) {
-            return WorkerError::Fatal(reason);
-        }
-        let code = err.rdkafka_error_code();
-        if matches!(
-            code,
-            Some(Code::ProducerFenced | Code::Fenced | Code::InvalidProducerEpoch)
-        ) {
-            return WorkerError::Fenced(err.to_string());
-        }
-        if let KafkaError::Transaction(e) = &err
-            && e.is_fatal()
-        {
-            return WorkerError::ProducerBroken(e.to_string());
-        }
-        WorkerError::Abortable(err)
-    }
+    /// The consumer's position cannot be trusted (a rewind failed): start
+    /// it afresh from the committed offsets.
+    #[error("resetting the consumer: {0}")]
+    Reset(String),
+    #[error(
+        "the partition count changed while running ({0}); stopping before a record reaches a partition without its state. Restore co-partitioning (docs/operations.md, resizing partitions) and restart"
+    )]
+    PartitionsChanged(String),
 }
 
 /// Rebalance callbacks reach the processor through this context.
@@ -110,12 +113,12 @@ impl ConsumerContext for WorkerContext {
                 let partitions: Vec<i32> = self.input_partitions(tpl).into_iter().collect();
                 info!(?partitions, "partitions assigned; restoring state");
                 processor.metrics().rebalanced("assign");
-                processor.status().set_restoring(true);
                 processor.status().set_owned(partitions.clone());
-                if let Err(e) = processor.restore(&partitions) {
+                if let Err(e) = processor.assign(&partitions)
+                    && processor.fatal.is_none()
+                {
                     processor.fatal = Some(e);
                 }
-                processor.status().set_restoring(false);
             }
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
@@ -138,16 +141,13 @@ fn lock(m: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A handle to a running worker's processor, for the admin server.
-pub type SharedProcessor = Arc<Mutex<Processor>>;
-
 /// What the worker shares with the admin server.
 #[derive(Clone, Default)]
 pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
-    /// Filled once the processor exists, for interactive queries.
-    pub processor: Arc<OnceLock<SharedProcessor>>,
+    /// The owned partitions' engines, for queries of committed state.
+    pub engines: SharedEngines,
     /// Filled with the input partition count after the topic check.
     pub partitions: Arc<OnceLock<i32>>,
 }
@@ -159,6 +159,8 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const REJOIN_GRACE: Duration = Duration::from_secs(20);
 /// How often the state gauges are recomputed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the topics' partition counts are compared with the start-up ones.
+const LAYOUT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the worker until `stop` is set, then commits, leaves the group and
 /// returns. Blocking: call it from a dedicated thread.
@@ -184,36 +186,50 @@ pub fn run(
     );
     let codec = create_codec(&options)?;
     let opts = Arc::new(options);
-    let producer = create_producer(&opts)?;
-    let restorer = create_restorer(&opts)?;
+    let txn = transaction::Transactions::new(opts.clone())?;
+    let restorer = restore::Restorer::new(opts.clone())?;
+    let pipeline = pipeline::Pipeline::new(
+        opts.clone(),
+        codec,
+        telemetry.engines.clone(),
+        telemetry.metrics.clone(),
+    );
     let processor = Arc::new(Mutex::new(Processor::new(
         opts.clone(),
-        producer,
+        txn,
         restorer,
-        codec,
+        pipeline,
+        layout.partitions,
         telemetry.metrics.clone(),
         telemetry.status.clone(),
     )));
-    let _ = telemetry.processor.set(processor.clone());
     let mut consumer = subscribe(&opts, &processor)?;
     info!("worker started");
     let result = loop {
         match run_loop(&consumer, &processor, &opts, &stop, &telemetry.status) {
-            Err(WorkerError::Rejoin) => {
-                warn!(
-                    "no partition assignment since the last one was lost; recreating the consumer to rejoin the group"
-                );
+            Err(e @ (WorkerError::Rejoin | WorkerError::Reset(_))) => {
+                warn!(error = %e, "recreating the consumer; it rejoins the group and restores its partitions");
+                lock(&processor).stop_after_error();
                 drop(consumer);
+                lock(&processor).resume_after_reset();
                 consumer = subscribe(&opts, &processor)?;
             }
             other => break other,
         }
     };
     telemetry.status.set_stopping();
-    if result.is_ok() {
+    {
         let mut p = lock(&processor);
-        if let Err(e) = p.commit(&consumer) {
-            warn!(error = %e, "final commit failed; the uncommitted batch will be reprocessed");
+        match &result {
+            Ok(()) => {
+                if let Err(e) = p.commit(&consumer) {
+                    warn!(error = %e, "final commit failed; the uncommitted batch will be reprocessed");
+                    p.stop_after_error();
+                }
+            }
+            // Abort before the consumer closes: its revoke callback must not
+            // commit a half-processed record.
+            Err(_) => p.stop_after_error(),
         }
     }
     drop(consumer);
@@ -231,8 +247,12 @@ fn run_loop(
     let mut last_tick = Instant::now();
     let mut last_lag = Instant::now() - LAG_INTERVAL;
     let mut last_gauges = Instant::now() - GAUGE_INTERVAL;
+    let mut last_layout = Instant::now();
     let mut paused = false;
     let mut seen_rebalances = 0u64;
+    // More timers were due than the last round fired: keep firing without
+    // waiting for the next tick.
+    let mut timer_backlog = false;
     while !stop.load(Ordering::Relaxed) {
         status.beat(Timestamp::now().millis());
         // Pause/resume on an operator's request; a new assignment is paused again.
@@ -251,7 +271,11 @@ fn run_loop(
             paused = false;
         }
         seen_rebalances = rebalances;
-        let timeout = lock(processor).poll_timeout();
+        let timeout = if timer_backlog {
+            Duration::ZERO
+        } else {
+            lock(processor).poll_timeout()
+        };
         let polled = consumer.poll(timeout);
         let mut p = lock(processor);
         if let Some(err) = p.fatal.take() {
@@ -274,10 +298,14 @@ fn run_loop(
             }
             None => {}
         }
-        if last_tick.elapsed() >= opts.timer_interval {
+        if timer_backlog || last_tick.elapsed() >= opts.timer_interval {
             last_tick = Instant::now();
-            if let Err(e) = p.fire_timers(Timestamp::now()) {
-                p.recover(consumer, e)?;
+            match p.fire_timers(Timestamp::now()) {
+                Ok(more) => timer_backlog = more,
+                Err(e) => {
+                    timer_backlog = true;
+                    p.recover(consumer, e)?;
+                }
             }
         }
         if p.commit_due()
@@ -288,6 +316,10 @@ fn run_loop(
         if last_lag.elapsed() >= LAG_INTERVAL {
             last_lag = Instant::now();
             p.refresh_lag(consumer);
+        }
+        if last_layout.elapsed() >= LAYOUT_INTERVAL {
+            last_layout = Instant::now();
+            p.check_partition_counts(consumer)?;
         }
         // librdkafka normally rejoins by itself after a lost assignment; if no
         // rebalance arrives well after the session timeout, start afresh.
@@ -317,70 +349,6 @@ fn create_codec(opts: &WorkerOptions) -> Result<crate::codec::Codec, WorkerError
         }
     };
     Ok(crate::codec::Codec::new(opts.output_format, registry)?)
-}
-
-pub(crate) fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
-    let mut config = opts.kafka.client_config();
-    config
-        .set("transactional.id", opts.transactional_id())
-        .set("enable.idempotence", "true")
-        .set(
-            "transaction.timeout.ms",
-            opts.transaction_timeout.as_millis().to_string(),
-        )
-        // The Java clients' placement of keyed records (see kafka::murmur2).
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "lz4");
-    let producer: TxProducer = config.create().map_err(|source| WorkerError::Client {
-        role: "transactional producer",
-        source,
-    })?;
-    producer
-        .init_transactions(Duration::from_secs(60))
-        .map_err(|e| match WorkerError::from_txn(e) {
-            WorkerError::Abortable(e) => WorkerError::Client {
-                role: "transactional producer (init_transactions)",
-                source: e,
-            },
-            WorkerError::ProducerBroken(m) => WorkerError::Fatal(m),
-            fatal => fatal,
-        })?;
-    Ok(producer)
-}
-
-/// The restore consumer's context: reaching a partition's end is how a restore
-/// finishes, not an error worth a log line.
-pub struct RestoreContext;
-
-impl ClientContext for RestoreContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF) {
-            warn!(error = %error, reason, "changelog restore consumer error");
-        }
-    }
-}
-
-impl ConsumerContext for RestoreContext {}
-
-fn create_restorer(opts: &WorkerOptions) -> Result<BaseConsumer<RestoreContext>, WorkerError> {
-    let mut config = opts.kafka.client_config();
-    config
-        .set("group.id", format!("{}-restore", opts.group_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        // Restore reads to the end and stops: don't let the broker hold an
-        // empty fetch for the default 500 ms.
-        .set("fetch.wait.max.ms", "10")
-        .set("auto.offset.reset", "earliest");
-    config
-        .create_with_context(RestoreContext)
-        .map_err(|source| WorkerError::Client {
-            role: "changelog restore consumer",
-            source,
-        })
 }
 
 fn subscribe(

@@ -19,6 +19,16 @@ pub struct WorkerOptions {
     pub commit_interval: Duration,
     /// Most input records in one transaction (default 5000).
     pub batch_size: usize,
+    /// Most records one transaction writes: outputs, dead letters and
+    /// changelog records together (default 20000).
+    pub max_transaction_records: usize,
+    /// Most bytes one transaction writes, keys, values and headers (default
+    /// 32 MiB): well inside the producer's queue and the broker's limits.
+    pub max_transaction_bytes: usize,
+    /// Most customers whose due timers fire in one transaction (default
+    /// 1000): a month-end burst is spread over many transactions, earliest
+    /// first, interleaved with input records.
+    pub timers_per_transaction: usize,
     /// Larger input records go to the dead-letter topic (default 1 MiB).
     pub max_record_bytes: usize,
     /// How far ahead of the wall clock an eventTime may be (default 5 min).
@@ -72,6 +82,9 @@ impl WorkerOptions {
             instance_id: "terminus-0".into(),
             commit_interval: Duration::from_millis(100),
             batch_size: 5000,
+            max_transaction_records: 20_000,
+            max_transaction_bytes: 32 * 1024 * 1024,
+            timers_per_transaction: 1000,
             max_record_bytes: 1024 * 1024,
             future_tolerance: Duration::from_secs(300),
             timer_interval: Duration::from_secs(1),
@@ -83,6 +96,18 @@ impl WorkerOptions {
             output_format: WireFormat::Json,
             schema_registry: None,
         }
+    }
+
+    /// The largest record the producer writes: its `message.max.bytes`
+    /// (librdkafka's default 1,000,000 is below the broker's default
+    /// 1,048,588, so what the producer accepts the broker accepts too).
+    pub fn max_produce_bytes(&self) -> usize {
+        self.kafka
+            .properties
+            .iter()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     pub fn transactional_id(&self) -> String {

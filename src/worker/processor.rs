@@ -1,46 +1,76 @@
-//! The per-instance processing state: owned partitions' engines, the open
-//! transaction and what it consumed. Everything that must be atomic goes
-//! through one transaction: outputs, dead letters, changelog, offsets.
+//! The batch: one Kafka transaction holding the outputs, dead letters,
+//! changelog records and consumed offsets of the records handled since the
+//! last commit — and what to do when any part of it fails.
 
 use super::WorkerError;
 use super::options::WorkerOptions;
-use super::records::{Origin, TRACEPARENT, dead_letter_headers, find_header, output_headers};
-use crate::codec::Codec;
-use crate::contract::{DeadLetterReason, DecodeError, OutputRecord};
-use crate::domain::{CustomerState, Effect, StateDecodeError};
-use crate::engine::{Engine, StateStore};
-use crate::telemetry::{Metrics, StateGauges, Status};
+use super::pipeline::{Pipeline, PipelineError};
+use super::records::{InputRecord, Kind, Outgoing};
+use super::restore::Restorer;
+use super::transaction::{SendError, Transactions, TxnState};
+use crate::contract::DeadLetterReason;
+use crate::telemetry::{Metrics, Status};
 use crate::time::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, error, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
-pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
+/// Customers' timers fired per call, so that the batch limits are checked
+/// between chunks of a burst.
+const TIMER_CHUNK: usize = 100;
 
-/// The transaction being filled.
-struct OpenTxn {
-    started: Instant,
-    records: usize,
+/// What the open batch holds so far.
+#[derive(Default)]
+struct Batch {
+    started: Option<Instant>,
+    inputs: usize,
+    /// Records written so far: outputs and dead letters (changelog records
+    /// are counted by the pipeline until the commit writes them).
+    written: usize,
+    bytes: usize,
+    outputs: usize,
+    timer_customers: usize,
     /// (topic, partition) → (first offset consumed, next offset to commit).
     consumed: BTreeMap<(String, i32), (i64, i64)>,
     /// Kafka timestamps (ms) of the consumed records, for the latency histogram.
     timestamps: Vec<i64>,
+    /// Dead letters, logged once committed: (topic, partition, offset, reason).
+    dead_letters: Vec<(String, i32, i64, DeadLetterReason)>,
 }
 
-/// Counters the worker keeps; exposed as metrics by the operability layer.
+impl Batch {
+    fn register(&mut self, input: &InputRecord<'_>) {
+        self.started.get_or_insert_with(Instant::now);
+        self.inputs += 1;
+        if let Some(ts) = input.timestamp_ms {
+            self.timestamps.push(ts);
+        }
+        self.consumed
+            .entry((input.topic.to_owned(), input.partition))
+            .and_modify(|e| e.1 = input.offset + 1)
+            .or_insert((input.offset, input.offset + 1));
+    }
+
+    /// Where the batch started, for "the same batch aborted again".
+    fn origin(&self) -> String {
+        self.consumed
+            .iter()
+            .map(|((t, p), (first, _))| format!("{t}[{p}]@{first}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Counters the worker keeps, for tests and logs.
 #[derive(Default, Debug, Clone)]
 pub struct Counters {
     pub consumed: u64,
     pub produced: u64,
     pub dead_letters: u64,
-    pub duplicates: u64,
-    pub ignored: u64,
     pub commits: u64,
     pub aborts: u64,
     pub restored_records: u64,
@@ -48,12 +78,13 @@ pub struct Counters {
 
 pub struct Processor {
     opts: Arc<WorkerOptions>,
-    producer: TxProducer,
-    restorer: BaseConsumer<super::RestoreContext>,
-    engines: BTreeMap<i32, Engine>,
-    txn: Option<OpenTxn>,
-    /// Next offsets committed by the last successful transaction, per input partition.
-    pub committed: HashMap<(String, i32), i64>,
+    txn: Transactions,
+    restorer: Restorer,
+    pipeline: Pipeline,
+    batch: Batch,
+    /// Next offsets committed by the last successful transaction (or read
+    /// from the group), per input partition.
+    committed: HashMap<(String, i32), i64>,
     /// An error raised inside a rebalance callback, for the loop to act on.
     pub fatal: Option<WorkerError>,
     pub counters: Counters,
@@ -61,7 +92,13 @@ pub struct Processor {
     pub rebalances: u64,
     /// When the assignment was lost, until the next assignment arrives.
     pub lost_since: Option<Instant>,
-    codec: Codec,
+    /// Set once an error ended the loop: nothing may be committed any more,
+    /// not even by the revoke callback that closing the consumer runs.
+    poisoned: bool,
+    /// The batch origin that aborted last and how often in a row.
+    abort_streak: (String, u32),
+    /// Partition count of the inputs and changelog at start.
+    partitions: i32,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
 }
@@ -69,492 +106,428 @@ pub struct Processor {
 impl Processor {
     pub fn new(
         opts: Arc<WorkerOptions>,
-        producer: TxProducer,
-        restorer: BaseConsumer<super::RestoreContext>,
-        codec: Codec,
+        txn: Transactions,
+        restorer: Restorer,
+        pipeline: Pipeline,
+        partitions: i32,
         metrics: Arc<Metrics>,
         status: Arc<Status>,
     ) -> Self {
         Processor {
-            codec,
-            metrics,
-            status,
             opts,
-            producer,
+            txn,
             restorer,
-            engines: BTreeMap::new(),
-            txn: None,
+            pipeline,
+            batch: Batch::default(),
             committed: HashMap::new(),
             fatal: None,
             counters: Counters::default(),
             rebalances: 0,
             lost_since: None,
+            poisoned: false,
+            abort_streak: (String::new(), 0),
+            partitions,
+            metrics,
+            status,
         }
     }
 
-    pub fn engines(&self) -> &BTreeMap<i32, Engine> {
-        &self.engines
-    }
-
-    /// Whether the open transaction should be committed now.
+    /// Whether the open batch should be committed now.
     pub fn commit_due(&self) -> bool {
-        self.txn.as_ref().is_some_and(|t| {
-            t.records >= self.opts.batch_size || t.started.elapsed() >= self.opts.commit_interval
-        })
+        let Some(started) = self.batch.started else {
+            return false;
+        };
+        let b = &self.batch;
+        b.inputs >= self.opts.batch_size
+            || b.written + self.pipeline.changed() >= self.opts.max_transaction_records
+            || b.bytes >= self.opts.max_transaction_bytes
+            || b.timer_customers >= self.opts.timers_per_transaction
+            || started.elapsed() >= self.opts.commit_interval
     }
 
     /// How long the loop may block in poll without delaying a commit.
     pub fn poll_timeout(&self) -> Duration {
         let cap = Duration::from_millis(100);
-        match &self.txn {
+        match self.batch.started {
             Some(t) => self
                 .opts
                 .commit_interval
-                .saturating_sub(t.started.elapsed())
+                .saturating_sub(t.elapsed())
                 .min(cap),
             None => cap,
         }
     }
 
-    fn begin(&mut self) -> Result<(), WorkerError> {
-        if self.txn.is_none() {
-            self.producer
-                .begin_transaction()
-                .map_err(WorkerError::from_txn)?;
-            self.txn = Some(OpenTxn {
-                started: Instant::now(),
-                records: 0,
-                consumed: BTreeMap::new(),
-                timestamps: Vec::new(),
-            });
-        }
-        Ok(())
-    }
-
     /// Handles one input record inside the open transaction.
+    ///
+    /// # Errors
+    /// Whatever failed; [`recover`](Self::recover) decides what follows.
     pub fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,
         now: Timestamp,
     ) -> Result<(), WorkerError> {
-        self.begin()?;
-        let topic = msg.topic().to_owned();
-        let partition = msg.partition();
-        let offset = msg.offset();
-        if let Some(txn) = self.txn.as_mut() {
-            txn.records += 1;
-            if let Some(ts) = msg.timestamp().to_millis() {
-                txn.timestamps.push(ts);
-            }
-            txn.consumed
-                .entry((topic.clone(), partition))
-                .and_modify(|e| e.1 = offset + 1)
-                .or_insert((offset, offset + 1));
-        }
+        let input = input_record(msg);
+        // Registered before anything can fail, so that a failed begin
+        // rewinds to this record instead of skipping it.
+        self.batch.register(&input);
         self.counters.consumed += 1;
-        if !self.engines.contains_key(&partition) {
+        self.txn.begin()?;
+        if !self.pipeline.owns(input.partition) {
             // Assignment restores before fetching starts; this is a safety net.
             warn!(
-                partition,
+                partition = input.partition,
                 "record for a partition without restored state; restoring now"
             );
-            self.restore(&[partition])?;
+            self.restore(&[input.partition])?;
         }
-        let env = match self.validate(msg, now) {
-            Ok(env) => env,
-            Err(err) if crate::codec::is_transient(&err) => {
-                return Err(WorkerError::Transient(err.to_string()));
-            }
-            Err(err) => {
-                self.metrics.event_consumed(msg.topic(), "invalid");
-                return self.dead_letter(msg, &err);
-            }
-        };
-        self.metrics
-            .event_consumed(msg.topic(), env.event.event_type());
-        let span = tracing::debug_span!(
-            "decide",
-            event_id = %env.event_id,
-            customer_id = %env.customer_id,
-            event_type = env.event.event_type()
-        );
-        super::tracing_context::link_parent(&span, find_header(msg.headers(), TRACEPARENT));
-        let _entered = span.enter();
-        let Some(engine) = self.engines.get_mut(&partition) else {
-            return Err(WorkerError::Restore {
-                partition,
-                reason: "state missing after restore".into(),
-            });
-        };
-        let handled = engine.handle(&env, now);
-        match handled.effect {
-            Effect::Duplicate => {
-                self.counters.duplicates += 1;
-                self.metrics.duplicate();
-            }
-            Effect::Ignored(reason) => {
-                self.counters.ignored += 1;
-                self.metrics.outcome_ignored(reason.as_str());
-                debug!(event_id = %env.event_id, customer_id = %env.customer_id, reason = reason.as_str(), "outcome ignored");
-            }
-            Effect::Rejected(code) => {
-                self.metrics.rejected(code.as_str());
-                info!(event_id = %env.event_id, customer_id = %env.customer_id, event_type = env.event.event_type(), reason_code = code.as_str(), "rejected");
-            }
-            Effect::Applied | Effect::Timers => {
-                debug!(event_id = %env.event_id, customer_id = %env.customer_id, event_type = env.event.event_type(), outputs = handled.outputs.len(), "applied");
-            }
-        }
-        let traceparent = find_header(msg.headers(), TRACEPARENT);
-        for record in &handled.outputs {
-            self.publish(record, traceparent)?;
-        }
-        Ok(())
-    }
-
-    fn validate(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        now: Timestamp,
-    ) -> Result<crate::contract::InputEnvelope, DecodeError> {
-        let payload = msg.payload().unwrap_or_default();
-        if payload.len() > self.opts.max_record_bytes {
-            return Err(DecodeError::new(
-                DeadLetterReason::RecordTooLarge,
-                format!(
-                    "record value is {} bytes; the limit is {} bytes",
-                    payload.len(),
-                    self.opts.max_record_bytes
-                ),
+        let handled = self.pipeline.handle(&input, now).map_err(from_pipeline)?;
+        if let Some(reason) = handled.dead_letter {
+            self.batch.dead_letters.push((
+                input.topic.to_owned(),
+                input.partition,
+                input.offset,
+                reason,
             ));
         }
-        let content_type =
-            find_header(msg.headers(), "content-type").and_then(|v| std::str::from_utf8(v).ok());
-        let env = self.codec.decode(msg.topic(), payload, content_type)?;
-        let expected = env.event.topic();
-        if self.opts.topics.input_role(msg.topic()) != Some(expected) {
-            return Err(DecodeError::new(
-                DeadLetterReason::WrongTopic,
-                format!(
-                    "{} belongs on {}, not on {}",
-                    env.event.event_type(),
-                    self.opts.topics.name(expected),
-                    msg.topic()
-                ),
-            ));
-        }
-        if msg.key() != Some(env.customer_id.as_bytes()) {
-            return Err(DecodeError::new(
-                DeadLetterReason::KeyMismatch,
-                "the record key must equal event.customerId (keys route a customer's events to one partition)",
-            ));
-        }
-        if env.event_time > now.plus(self.opts.future_tolerance) {
-            return Err(DecodeError::new(
-                DeadLetterReason::EventTimeInFuture,
-                format!(
-                    "eventTime is more than {} ahead of this worker's clock; check the producer's clock",
-                    humantime::format_duration(self.opts.future_tolerance)
-                ),
-            ));
-        }
-        Ok(env)
+        self.write(handled.outgoing)
     }
 
-    fn dead_letter(
-        &mut self,
-        msg: &BorrowedMessage<'_>,
-        err: &DecodeError,
-    ) -> Result<(), WorkerError> {
-        warn!(
-            topic = msg.topic(),
-            partition = msg.partition(),
-            offset = msg.offset(),
-            reason_code = err.reason.as_str(),
-            "record sent to the dead-letter topic"
-        );
-        let origin = Origin {
-            topic: msg.topic(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp_ms: msg.timestamp().to_millis(),
-        };
-        let headers = dead_letter_headers(&origin, err.reason, &err.message, msg.headers());
-        let dlq = self.opts.topics.dead_letter.clone();
-        self.send(&dlq, None, msg.key(), msg.payload(), headers)?;
-        self.counters.dead_letters += 1;
-        self.metrics.dead_lettered(err.reason.as_str());
-        Ok(())
+    /// Fires due timers, a bounded number of customers per transaction.
+    /// Returns whether more are due than this call fired.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub fn fire_timers(&mut self, now: Timestamp) -> Result<bool, WorkerError> {
+        let budget = self
+            .opts
+            .timers_per_transaction
+            .saturating_sub(self.batch.timer_customers)
+            .min(TIMER_CHUNK);
+        if budget == 0 {
+            return Ok(true);
+        }
+        if !self.pipeline.timers_due(now) {
+            return Ok(false);
+        }
+        self.txn.begin()?;
+        self.batch.started.get_or_insert_with(Instant::now);
+        let fired = self
+            .pipeline
+            .fire_timers(now, budget)
+            .map_err(from_pipeline)?;
+        self.batch.timer_customers += fired.customers;
+        self.write(fired.outgoing)?;
+        Ok(fired.more_due)
     }
 
-    fn publish(
-        &mut self,
-        record: &OutputRecord,
-        traceparent: Option<&[u8]>,
-    ) -> Result<(), WorkerError> {
-        let topic = self.opts.topics.name(record.topic).to_owned();
-        let (value, content_type) = self.codec.encode(&topic, record).map_err(|e| {
-            if e.is_transient() {
-                WorkerError::Transient(e.to_string())
-            } else {
-                WorkerError::Fatal(format!("cannot encode an output: {e}"))
-            }
-        })?;
-        let headers = output_headers(record, traceparent, content_type);
-        self.send(
-            &topic,
-            None,
-            Some(record.key.as_bytes()),
-            Some(&value),
-            headers,
-        )?;
-        self.counters.produced += 1;
-        self.metrics
-            .event_produced(&topic, record.envelope.event_type);
-        Ok(())
-    }
-
-    /// Enqueues one record in the transaction; a full local queue is waited out.
-    fn send(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        headers: OwnedHeaders,
-    ) -> Result<(), WorkerError> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
+    fn write(&mut self, records: Vec<Outgoing>) -> Result<(), WorkerError> {
+        for record in records {
+            let size = record.size();
+            match self.txn.send(&record) {
+                Ok(()) => {}
+                Err(SendError::TooLarge) if matches!(record.kind, Kind::DeadLetter { .. }) => {
+                    // Shrunk to the configured limit already; the producer's
+                    // own limit is smaller: go without value and headers.
+                    let bare = Outgoing {
+                        value: None,
+                        headers: record
+                            .headers
+                            .iter()
+                            .filter(|(k, _)| {
+                                k.starts_with("__connect.errors.") || k.starts_with("terminus.dlq.")
+                            })
+                            .cloned()
+                            .chain([(super::records::VALUE_DROPPED.to_owned(), b"true".to_vec())])
+                            .collect(),
+                        ..record
+                    };
+                    self.txn
+                        .send(&bare)
+                        .map_err(|e| send_error(e, "a dead letter without its value"))?;
                 }
-                Err((e, _)) => return Err(WorkerError::from_txn(e)),
+                Err(e) => return Err(send_error(e, "a record")),
             }
-        }
-    }
-
-    /// Fires every owned customer's timers due by `now`.
-    pub fn fire_timers(&mut self, now: Timestamp) -> Result<(), WorkerError> {
-        let due: Vec<i32> = self
-            .engines
-            .iter()
-            .filter(|(_, e)| e.next_due().is_some_and(|d| d <= now))
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in due {
-            self.begin()?;
-            let outputs = match self.engines.get_mut(&partition) {
-                Some(engine) => engine.fire_due(now),
-                None => continue,
-            };
-            if !outputs.is_empty() {
-                self.metrics.timer_fired();
-            }
-            for record in &outputs {
-                info!(customer_id = %record.key, event_type = record.envelope.event_type, termination_id = ?record.envelope.event.termination_id(), "timer fired");
-                self.publish(record, None)?;
+            self.batch.written += 1;
+            self.batch.bytes += size;
+            match record.kind {
+                Kind::Output { .. } => {
+                    self.batch.outputs += 1;
+                    self.counters.produced += 1;
+                }
+                Kind::DeadLetter { .. } => self.counters.dead_letters += 1,
+                Kind::Changelog => {}
             }
         }
         Ok(())
     }
 
-    /// Commits the open transaction: changelog records of every changed
-    /// customer, the consumed offsets with the group metadata, then commit.
+    /// Commits the open batch: changelog records of every changed customer,
+    /// the consumed offsets (or, for a batch of timers only, the owned
+    /// partitions' positions, so that the group generation fences this
+    /// transaction too), then commit.
+    ///
+    /// # Errors
+    /// Whatever failed; the batch is left for [`recover`](Self::recover).
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), WorkerError> {
-        let Some(txn) = self.txn.as_ref() else {
+        if self.batch.started.is_none() {
             return Ok(());
-        };
-        let span = info_span!("commit", records = txn.records);
+        }
+        if self.poisoned {
+            return Err(WorkerError::Fatal(
+                "refusing to commit a batch after a fatal error".into(),
+            ));
+        }
+        if self.txn.state() == TxnState::Idle {
+            // Nothing was ever added (an empty timer round).
+            self.batch = Batch::default();
+            return Ok(());
+        }
+        let span = info_span!("commit", records = self.batch.inputs);
         let _entered = span.enter();
-        let changelog = self.opts.topics.changelog.clone();
-        let mut changes: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
-        for (partition, engine) in &self.engines {
-            for (key, state) in engine.changes() {
-                changes.push((
-                    *partition,
-                    key.to_owned(),
-                    state.map(CustomerState::to_bytes),
-                ));
-            }
-        }
-        for (partition, key, value) in &changes {
-            self.send(
-                &changelog,
-                Some(*partition),
-                Some(key.as_bytes()),
-                value.as_deref(),
-                OwnedHeaders::new(),
-            )?;
-        }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), (_, next)) in &txn.consumed {
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(WorkerError::from_txn)?;
-        }
+        let started = Instant::now();
+        let changelog = self.pipeline.changelog();
+        let changed = changelog.len();
+        self.write(changelog)?;
+        let offsets = self.offsets_to_commit(consumer)?;
         if offsets.count() > 0 {
             let metadata = consumer.group_metadata().ok_or_else(|| {
                 WorkerError::Fatal(
                     "the consumer has no group metadata to commit offsets with".into(),
                 )
             })?;
-            self.producer
-                .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
-                .map_err(WorkerError::from_txn)?;
+            self.txn.send_offsets(&offsets, &metadata)?;
         }
-        let commit_started = Instant::now();
-        // Flush first, with librdkafka's own flush: the flush inside
-        // commit_transaction polls in 100 ms steps, this one returns as soon
-        // as every record is acknowledged.
-        flush(&self.producer, Duration::from_secs(60));
-        let mut attempts = 0;
-        loop {
-            match self.producer.commit_transaction(Duration::from_secs(60)) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
-                    attempts += 1;
-                    warn!(error = %e, attempts, "transaction commit will be retried");
-                }
-                Err(e) => return Err(WorkerError::from_txn(e)),
-            }
+        self.txn.commit()?;
+        let batch = std::mem::take(&mut self.batch);
+        let now_ms = Timestamp::now().millis();
+        let latencies: Vec<f64> = batch
+            .timestamps
+            .iter()
+            .map(|ts| (now_ms - ts).max(0) as f64 / 1000.0)
+            .collect();
+        self.metrics
+            .committed(started.elapsed().as_secs_f64(), &latencies);
+        for ((topic, partition), (_, next)) in batch.consumed {
+            self.committed.insert((topic, partition), next);
         }
-        if let Some(txn) = self.txn.take() {
-            let now_ms = Timestamp::now().millis();
-            let latencies: Vec<f64> = txn
-                .timestamps
-                .iter()
-                .map(|ts| (now_ms - ts).max(0) as f64 / 1000.0)
-                .collect();
-            self.metrics
-                .committed(commit_started.elapsed().as_secs_f64(), &latencies);
-            for ((topic, partition), (_, next)) in txn.consumed {
-                self.committed.insert((topic, partition), next);
-            }
-        }
-        for engine in self.engines.values_mut() {
-            engine.commit();
-        }
+        self.pipeline.commit();
         self.counters.commits += 1;
+        if self.abort_streak.1 > 0 {
+            self.abort_streak = (String::new(), 0);
+            self.metrics.set_abort_streak(0);
+            self.status.set_stuck(None);
+        }
+        info!(
+            inputs = batch.inputs,
+            outputs = batch.outputs,
+            dead_letters = batch.dead_letters.len(),
+            changelog = changed,
+            timer_customers = batch.timer_customers,
+            millis = started.elapsed().as_millis() as u64,
+            "transaction committed"
+        );
+        log_dead_letters(&batch.dead_letters);
         Ok(())
     }
 
-    /// After an abortable error: abort, drop the uncommitted state changes and
-    /// rewind the consumer to the last committed offsets, so the batch is
-    /// processed again. A fatal error is returned for the loop to exit on.
+    /// The offsets this transaction commits: the consumed ones, or for a
+    /// batch without input the positions of every owned input partition.
+    fn offsets_to_commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<TopicPartitionList, WorkerError> {
+        let mut offsets = TopicPartitionList::new();
+        if !self.batch.consumed.is_empty() {
+            for ((topic, partition), (_, next)) in &self.batch.consumed {
+                offsets
+                    .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                    .map_err(WorkerError::Abortable)?;
+            }
+            return Ok(offsets);
+        }
+        let positions = consumer.position().map_err(WorkerError::Abortable)?;
+        for e in positions.elements() {
+            if self.opts.topics.input_role(e.topic()).is_none() {
+                continue;
+            }
+            let next = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => self
+                    .committed
+                    .get(&(e.topic().to_owned(), e.partition()))
+                    .copied(),
+            };
+            if let Some(next) = next {
+                offsets
+                    .add_partition_offset(e.topic(), e.partition(), Offset::Offset(next))
+                    .map_err(WorkerError::Abortable)?;
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// After an error: abort and rewind when the batch surely did not land;
+    /// settle with Kafka when it may have; return the error when the worker
+    /// must stop (the loop exits, or recreates the consumer on `Reset`).
+    ///
+    /// # Errors
+    /// The errors the worker cannot carry on from.
     pub fn recover<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         err: WorkerError,
     ) -> Result<(), WorkerError> {
-        if matches!(
-            err,
-            WorkerError::Fatal(_) | WorkerError::Fenced(_) | WorkerError::Restore { .. }
-        ) {
-            return Err(err);
+        match err {
+            WorkerError::TransactionTimedOut(_) | WorkerError::OutcomeUnknown(_) => {
+                self.resync(consumer, &err)
+            }
+            WorkerError::Transient(_)
+            | WorkerError::Abortable(_)
+            | WorkerError::ProducerBroken(_) => self.abort_and_rewind(consumer, &err),
+            other => {
+                self.stop_after_error();
+                Err(other)
+            }
         }
-        warn!(error = %err, "aborting the transaction and rewinding");
+    }
+
+    /// Aborts the open transaction and drops the batch's state changes, and
+    /// marks the processor so that nothing is committed any more: for when the
+    /// loop ends on an error (the consumer's close then runs the revoke
+    /// callback, which must not commit a half-processed record).
+    pub fn stop_after_error(&mut self) {
+        self.poisoned = true;
+        if let Err(e) = self.txn.abort() {
+            warn!(error = %e, "abort after a fatal error failed; the broker aborts the transaction at its timeout");
+        }
+        self.pipeline.rollback();
+        self.batch = Batch::default();
+    }
+
+    /// The consumer was recreated after a reset: its new assignment restores
+    /// the partitions afresh, and commits are allowed again.
+    pub fn resume_after_reset(&mut self) {
+        self.poisoned = false;
+        self.fatal = None;
+        self.batch = Batch::default();
+    }
+
+    fn note_abort(&mut self, err: &WorkerError) {
+        let origin = self.batch.origin();
+        if !origin.is_empty() && origin == self.abort_streak.0 {
+            self.abort_streak.1 += 1;
+        } else {
+            self.abort_streak = (origin, 1);
+        }
+        let streak = self.abort_streak.1;
+        self.counters.aborts += 1;
+        self.metrics.aborted();
+        self.metrics.set_abort_streak(streak);
+        if streak >= 3 {
+            self.status.set_stuck(Some(format!(
+                "the batch starting at {} aborted {streak} times in a row; last error: {err}",
+                self.abort_streak.0
+            )));
+        }
+        warn!(error = %err, batch = %self.abort_streak.0, streak, "aborting the transaction and rewinding");
+    }
+
+    fn abort_and_rewind<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        err: &WorkerError,
+    ) -> Result<(), WorkerError> {
+        self.note_abort(err);
         if matches!(err, WorkerError::Transient(_)) {
             // Give the registry (or whatever failed) a moment before the retry.
             std::thread::sleep(Duration::from_secs(1));
         }
-        let producer_usable = !matches!(err, WorkerError::ProducerBroken(_)) && self.abort()?;
-        for engine in self.engines.values_mut() {
-            engine.rollback();
-        }
-        if let Some(txn) = self.txn.take() {
-            for ((topic, partition), (first, _)) in txn.consumed {
-                if let Err(e) = consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(first),
-                    Duration::from_secs(10),
-                ) {
-                    // Seeking a partition we no longer own fails; its new owner
-                    // starts from the committed offset anyway.
-                    warn!(topic = %topic, partition, error = %e, "rewind failed");
-                }
+        match self.txn.abort() {
+            Ok(()) => {}
+            Err(fenced @ WorkerError::Fenced(_)) => {
+                self.stop_after_error();
+                return Err(fenced);
+            }
+            Err(e) => {
+                warn!(error = %e, "abort failed; rebuilding the producer");
+                self.txn.rebuild()?;
             }
         }
-        if !producer_usable {
-            self.rebuild_producer()?;
+        if self.txn.state() == TxnState::Broken {
+            self.txn.rebuild()?;
+        }
+        self.pipeline.rollback();
+        let batch = std::mem::take(&mut self.batch);
+        let owned: BTreeSet<i32> = self.pipeline.owned().into_iter().collect();
+        for ((topic, partition), (first, _)) in batch.consumed {
+            if owned.contains(&partition) {
+                seek(consumer, &topic, partition, Offset::Offset(first))?;
+            }
+        }
+        // The same batch failing again and again: don't spin.
+        let streak = self.abort_streak.1;
+        if streak >= 2 {
+            let pause = Duration::from_millis(100 * 2u64.pow(streak.min(6)));
+            std::thread::sleep(pause.min(Duration::from_secs(5)));
         }
         Ok(())
     }
 
-    /// Aborts the open transaction. `Ok(false)` when the producer failed
-    /// fatally and must be rebuilt; `Err` when it was fenced.
-    fn abort(&mut self) -> Result<bool, WorkerError> {
-        if self.txn.is_none() {
-            return Ok(true);
-        }
-        match self.producer.abort_transaction(Duration::from_secs(30)) {
-            Ok(()) => {
-                self.counters.aborts += 1;
-                self.metrics.aborted();
-                Ok(true)
-            }
-            Err(e) => match WorkerError::from_txn(e) {
-                fenced @ WorkerError::Fenced(_) => Err(fenced),
-                other => {
-                    warn!(error = %other, "abort failed; the producer will be rebuilt");
-                    self.counters.aborts += 1;
-                    self.metrics.aborted();
-                    Ok(false)
+    /// The outcome of the last commit is unknown (or the broker aborted our
+    /// transaction at its timeout): rebuild the producer, whose
+    /// init_transactions completes or aborts it, then read back from Kafka
+    /// what happened — the owned partitions' state from the changelog, the
+    /// group's committed offsets — and go on from there.
+    fn resync<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        err: &WorkerError,
+    ) -> Result<(), WorkerError> {
+        warn!(error = %err, "settling the last transaction with Kafka: rebuilding the producer, restoring the owned partitions, rewinding to the committed offsets");
+        self.counters.aborts += 1;
+        self.metrics.aborted();
+        self.batch = Batch::default();
+        self.txn.rebuild()?;
+        self.pipeline.rollback();
+        let owned = self.pipeline.owned();
+        self.pipeline.release(&owned);
+        self.restore(&owned)?;
+        let assignment = consumer.assignment().map_err(|e| {
+            WorkerError::Reset(format!("cannot read the consumer's assignment: {e}"))
+        })?;
+        let committed = consumer
+            .committed_offsets(assignment, Duration::from_secs(30))
+            .map_err(|e| WorkerError::Reset(format!("cannot read the committed offsets: {e}")))?;
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => {
+                    self.committed
+                        .insert((e.topic().to_owned(), e.partition()), o);
+                    Offset::Offset(o)
                 }
-            },
+                _ => Offset::Beginning,
+            };
+            seek(consumer, e.topic(), e.partition(), to)?;
         }
+        info!(partitions = ?owned, "transaction outcome settled; resuming from the committed offsets");
+        Ok(())
     }
 
-    /// Replaces a producer in a fatal state with a new one under the same
-    /// transactional id: init_transactions aborts whatever the old one left
-    /// open. Retried while the brokers are unreachable.
-    fn rebuild_producer(&mut self) -> Result<(), WorkerError> {
-        let mut last = None;
-        for attempt in 1..=10 {
-            match super::create_producer(&self.opts) {
-                Ok(producer) => {
-                    self.producer = producer;
-                    info!(attempt, "transactional producer rebuilt");
-                    return Ok(());
-                }
-                Err(fenced @ WorkerError::Fenced(_)) => return Err(fenced),
-                Err(e) => {
-                    warn!(attempt, error = %e, "rebuilding the producer failed; retrying");
-                    last = Some(e);
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-            }
-        }
-        Err(WorkerError::Fatal(format!(
-            "cannot rebuild the transactional producer: {}",
-            last.map(|e| e.to_string()).unwrap_or_default()
-        )))
-    }
-
-    /// Partitions taken away in a rebalance: commit what we have (or abort when
-    /// the assignment was lost), then drop their state.
+    /// Partitions taken away in a rebalance: commit what we have (abort when
+    /// the assignment was lost or an error spoiled the batch), then drop
+    /// their state.
     pub fn revoke<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         partitions: &BTreeSet<i32>,
         lost: bool,
     ) {
-        let committed = !lost
+        let healthy = !lost && !self.poisoned && self.txn.state() != TxnState::Broken;
+        let committed = healthy
             && match self.commit(consumer) {
                 Ok(()) => true,
                 Err(e) => {
@@ -563,142 +536,108 @@ impl Processor {
                 }
             };
         if !committed {
-            let outcome = match self.abort() {
-                Ok(true) => Ok(()),
-                Ok(false) => self.rebuild_producer(),
-                Err(e) => Err(e),
+            let outcome = match self.txn.state() {
+                TxnState::Idle => Ok(()),
+                TxnState::Open | TxnState::Aborting => self.txn.abort().or_else(|e| match e {
+                    fenced @ WorkerError::Fenced(_) => Err(fenced),
+                    _ => self.txn.rebuild(),
+                }),
+                _ => self.txn.rebuild(),
             };
-            self.txn = None;
-            for engine in self.engines.values_mut() {
-                engine.rollback();
-            }
-            if let Err(e) = outcome {
+            self.pipeline.rollback();
+            self.batch = Batch::default();
+            if let Err(e) = outcome
+                && self.fatal.is_none()
+            {
                 self.fatal = Some(e);
             }
         }
         if lost {
             self.lost_since = Some(Instant::now());
         }
-        for p in partitions {
-            self.engines.remove(p);
-            self.committed.retain(|(_, partition), _| partition != p);
-        }
+        let gone: Vec<i32> = partitions.iter().copied().collect();
+        self.pipeline.release(&gone);
+        self.committed.retain(|(_, p), _| !partitions.contains(p));
         self.metrics
             .rebalanced(if lost { "lost" } else { "revoke" });
         self.metrics.clear_lag();
         info!(?partitions, lost, "partitions revoked");
     }
 
-    /// Reads each partition's changelog from the beginning to its end
-    /// (read_committed) into a fresh engine.
+    /// Partitions received: refuse numbers the start-up layout did not have
+    /// (their customers' state is elsewhere), then restore the rest.
+    pub fn assign(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        if let Some(p) = partitions.iter().find(|p| **p >= self.partitions) {
+            return Err(WorkerError::PartitionsChanged(format!(
+                "partition {p} was assigned, but the input topics had {} partitions when this worker started",
+                self.partitions
+            )));
+        }
+        self.restore(partitions)
+    }
+
+    /// Restores partitions not held yet from the changelog.
     pub fn restore(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         self.lost_since = None;
         let partitions: Vec<i32> = partitions
             .iter()
             .copied()
-            .filter(|p| !self.engines.contains_key(p))
+            .filter(|p| !self.pipeline.owns(*p))
             .collect();
         if partitions.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        let changelog = self.opts.topics.changelog.clone();
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(&changelog, *p, Offset::Beginning)
-                .map_err(|e| WorkerError::Restore {
-                    partition: *p,
-                    reason: e.to_string(),
-                })?;
-        }
-        self.restorer
-            .assign(&tpl)
-            .map_err(|e| WorkerError::Restore {
-                partition: partitions[0],
-                reason: e.to_string(),
-            })?;
-        let policy = Arc::new(self.opts.policy.clone());
-        let mut engines: BTreeMap<i32, Engine> = partitions
-            .iter()
-            .map(|p| (*p, Engine::new(policy.clone())))
-            .collect();
-        let mut remaining: BTreeSet<i32> = partitions.iter().copied().collect();
-        let mut records = 0u64;
-        let deadline = Instant::now() + self.opts.restore_timeout;
-        while !remaining.is_empty() {
-            if Instant::now() > deadline {
-                return Err(WorkerError::Restore {
-                    partition: *remaining.first().unwrap_or(&0),
-                    reason: format!(
-                        "changelog {changelog} not read to its end within {}",
-                        humantime::format_duration(self.opts.restore_timeout)
-                    ),
-                });
-            }
-            match self.restorer.poll(Duration::from_millis(200)) {
-                Some(Ok(msg)) => {
-                    let Some(engine) = engines.get_mut(&msg.partition()) else {
-                        continue;
-                    };
-                    let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                        warn!(
-                            partition = msg.partition(),
-                            offset = msg.offset(),
-                            "changelog record without a UTF-8 key skipped"
-                        );
-                        continue;
-                    };
-                    let state = match msg.payload() {
-                        None => None,
-                        Some(bytes) => match CustomerState::from_bytes(bytes) {
-                            Ok(s) => Some(s),
-                            Err(e @ StateDecodeError::TooNew(_)) => {
-                                return Err(WorkerError::Fatal(e.to_string()));
-                            }
-                            Err(e) => {
-                                error!(partition = msg.partition(), offset = msg.offset(), customer_id = key, error = %e, "unreadable changelog record skipped");
-                                continue;
-                            }
-                        },
-                    };
-                    engine.restore(key, state);
-                    records += 1;
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    remaining.remove(&p);
-                }
-                Some(Err(e))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::error::RDKafkaErrorCode::TopicAuthorizationFailed) =>
-                {
-                    return Err(WorkerError::Restore {
-                        partition: *remaining.first().unwrap_or(&0),
-                        reason: crate::kafka::preflight::authorization_failure(&e)
-                            .unwrap_or_else(|| e.to_string()),
-                    });
-                }
-                Some(Err(e)) => {
-                    // Brokers down: librdkafka reconnects; don't spin on the error.
-                    warn!(error = %e, "changelog read error during restore; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                None => {}
-            }
-        }
-        let _ = self.restorer.unassign();
-        let customers: usize = engines.values().map(Engine::len).sum();
-        info!(
-            ?partitions,
-            records,
-            customers,
-            millis = started.elapsed().as_millis() as u64,
-            "partitions restored from the changelog"
-        );
-        self.counters.restored_records += records;
+        self.status.set_restoring(true);
+        let restored = self.restorer.restore(&partitions);
+        self.status.set_restoring(false);
+        let restored = restored?;
+        self.counters.restored_records += restored.records;
         self.metrics
-            .restored(started.elapsed().as_secs_f64(), records);
-        self.engines.extend(engines);
+            .restored(started.elapsed().as_secs_f64(), restored.records);
+        self.pipeline.adopt(restored.engines);
         Ok(())
+    }
+
+    /// Stops the worker when an input or the changelog no longer has the
+    /// partition count it started with: customers would hash to partitions
+    /// without their state.
+    ///
+    /// # Errors
+    /// [`WorkerError::PartitionsChanged`] naming the counts.
+    pub fn check_partition_counts<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), WorkerError> {
+        let topics = &self.opts.topics;
+        let mut changed = Vec::new();
+        for topic in [
+            topics.lifecycle.as_str(),
+            topics.decisions.as_str(),
+            topics.outcomes.as_str(),
+            topics.changelog.as_str(),
+        ] {
+            let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+                continue; // the broker is away; checked again next time
+            };
+            if let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+                && t.error().is_none()
+            {
+                let n = t.partitions().len() as i32;
+                if n != self.partitions && n > 0 {
+                    changed.push(format!("{topic} has {n}"));
+                }
+            }
+        }
+        if changed.is_empty() {
+            Ok(())
+        } else {
+            Err(WorkerError::PartitionsChanged(format!(
+                "{} partitions, but every input topic and the changelog had {} when this worker started",
+                changed.join(", "),
+                self.partitions
+            )))
+        }
     }
 
     /// Recomputes the lag gauge: high watermark minus the offset committed by
@@ -756,30 +695,8 @@ impl Processor {
         }
     }
 
-    /// Recomputes the gauges derived from owned customers' states.
     pub fn refresh_gauges(&self, now: Timestamp) {
-        let mut gauges = StateGauges::default();
-        let mut by_state: BTreeMap<&'static str, i64> = crate::domain::Phase::NAMES
-            .iter()
-            .map(|n| (*n, 0))
-            .collect();
-        let mut oldest: Option<Timestamp> = None;
-        for engine in self.engines.values() {
-            gauges.pending_timers += engine.timer_count() as i64;
-            engine.store().for_each(&mut |_, state| {
-                *by_state.entry(state.phase.name()).or_default() += 1;
-                if let crate::domain::Phase::Dismantling { dismantle, .. } = &state.phase {
-                    if dismantle.stalled {
-                        gauges.stalled += 1;
-                    }
-                    oldest =
-                        Some(oldest.map_or(dismantle.started_at, |o| o.min(dismantle.started_at)));
-                }
-            });
-        }
-        gauges.by_state = by_state.into_iter().collect();
-        gauges.oldest_dismantle_age_seconds = oldest.map_or(0.0, |o| now.since(o).as_secs_f64());
-        self.metrics.set_state_gauges(&gauges);
+        self.pipeline.refresh_gauges(now);
     }
 
     pub fn status(&self) -> &Status {
@@ -791,13 +708,87 @@ impl Processor {
     }
 }
 
-/// librdkafka's flush: sends what lingers at once and waits (up to `timeout`)
-/// until every record is acknowledged; the producer's own thread serves the
-/// delivery reports. A timeout is left for commit_transaction to report.
-fn flush(producer: &TxProducer, timeout: Duration) {
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: a live producer handle; rd_kafka_flush is thread-safe.
-    let _ = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+/// Seeks a partition, retrying a few times: a rewind that does not happen
+/// would skip records, so a lasting failure resets the consumer instead.
+fn seek<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    to: Offset,
+) -> Result<(), WorkerError> {
+    let mut last = None;
+    for attempt in 0..3 {
+        match consumer.seek(topic, partition, to, Duration::from_secs(10)) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+            }
+        }
+    }
+    Err(WorkerError::Reset(format!(
+        "cannot rewind {topic}[{partition}] to {to:?}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+fn from_pipeline(e: PipelineError) -> WorkerError {
+    match e {
+        PipelineError::Transient(m) => WorkerError::Transient(m),
+        PipelineError::Encode(m) => WorkerError::Fatal(format!("cannot encode an output: {m}")),
+        PipelineError::NoState(p) => WorkerError::Restore {
+            partition: p,
+            reason: "state missing after restore".into(),
+        },
+    }
+}
+
+fn send_error(e: SendError, what: &str) -> WorkerError {
+    match e {
+        SendError::TooLarge => WorkerError::Fatal(format!(
+            "{what} exceeds the producer's message.max.bytes even without a value"
+        )),
+        SendError::Txn(e) => e,
+    }
+}
+
+/// One line for the dead letters a transaction committed: counts by reason
+/// and where the first few came from (never their content).
+fn log_dead_letters(dead: &[(String, i32, i64, DeadLetterReason)]) {
+    if dead.is_empty() {
+        return;
+    }
+    let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (_, _, _, reason) in dead {
+        *by_reason.entry(reason.as_str()).or_default() += 1;
+    }
+    let first: Vec<String> = dead
+        .iter()
+        .take(5)
+        .map(|(t, p, o, r)| format!("{t}[{p}]@{o} {r}"))
+        .collect();
+    warn!(
+        dead_letters = dead.len(),
+        reasons = ?by_reason,
+        first = ?first,
+        "records committed to the dead-letter topic"
+    );
+}
+
+fn input_record<'a>(msg: &'a BorrowedMessage<'a>) -> InputRecord<'a> {
+    let headers = msg
+        .headers()
+        .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    InputRecord {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp_ms: msg.timestamp().to_millis(),
+        key: msg.key(),
+        value: msg.payload(),
+        headers,
+    }
 }
 
 /// The low and high watermarks librdkafka last saw in a fetch response for

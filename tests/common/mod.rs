@@ -15,6 +15,7 @@
 //! file does not use would warn: hence the `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod rig;
 
 use std::collections::{HashMap, HashSet};

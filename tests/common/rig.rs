@@ -26,6 +26,12 @@ pub struct Rig {
 
 impl Rig {
     pub async fn new(name: &str) -> Rig {
+        Rig::with_input_configs(name, &[]).await
+    }
+
+    /// A rig whose input topics get the topic `configs` (for example a larger
+    /// `max.message.bytes`).
+    pub async fn with_input_configs(name: &str, configs: &[(&str, &str)]) -> Rig {
         let prefix = unique(name);
         let rig = Rig {
             group: format!("{prefix}-group"),
@@ -36,7 +42,7 @@ impl Rig {
         std::fs::create_dir_all(&rig.log_dir).expect("log dir");
         let (inputs, others) = rig.topic_roles();
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        create_topics(&inputs, PARTITIONS, &[]).await;
+        create_topics(&inputs, PARTITIONS, configs).await;
         let changelog = rig.topic("changelog");
         create_topics(
             &[changelog.as_str()],
@@ -267,9 +273,18 @@ pub fn stop(child: &mut Child) {
 
 /// The simulator's outputs for the same input, in the same shape.
 pub fn simulate(events: &[String]) -> Vec<(String, String, serde_json::Value)> {
+    simulate_with(events, Policy::default(), None)
+}
+
+/// [`simulate`] with a policy and a time to advance to after the last event.
+pub fn simulate_with(
+    events: &[String],
+    policy: Policy,
+    until: Option<terminus::time::Timestamp>,
+) -> Vec<(String, String, serde_json::Value)> {
     let input = events.join("\n");
     let mut out = Vec::new();
-    terminus::simulate::run(input.as_bytes(), &mut out, None, Policy::default()).expect("simulate");
+    terminus::simulate::run(input.as_bytes(), &mut out, until, policy).expect("simulate");
     String::from_utf8(out)
         .expect("utf8")
         .lines()
@@ -404,8 +419,8 @@ pub fn journeys(seed: u64, customers: usize, per_customer: usize) -> Vec<Vec<Str
                     let vertical = ["billing", "fulfillment", "assurance"][rng.random_range(0..3)];
                     let tid = current
                         .as_deref()
-                        .map(|e| termination_id(e).to_string())
-                        .unwrap_or_else(|| termination_id("nothing").to_string());
+                        .map(|e| termination_id(&customer, e).to_string())
+                        .unwrap_or_else(|| termination_id(&customer, "nothing").to_string());
                     if rng.random_bool(0.25) {
                         (
                             "DismantleFailed",
