@@ -267,9 +267,19 @@ pub fn stop(child: &mut Child) {
 
 /// The simulator's outputs for the same input, in the same shape.
 pub fn simulate(events: &[String]) -> Vec<(String, String, serde_json::Value)> {
+    simulate_with(events, Policy::default(), None)
+}
+
+/// The simulator's outputs under `policy`, its clock advanced to `until` after
+/// the last event (the worker's wall clock, for timers that fired meanwhile).
+pub fn simulate_with(
+    events: &[String],
+    policy: Policy,
+    until: Option<terminus::time::Timestamp>,
+) -> Vec<(String, String, serde_json::Value)> {
     let input = events.join("\n");
     let mut out = Vec::new();
-    terminus::simulate::run(input.as_bytes(), &mut out, None, Policy::default()).expect("simulate");
+    terminus::simulate::run(input.as_bytes(), &mut out, until, policy).expect("simulate");
     String::from_utf8(out)
         .expect("utf8")
         .lines()
