@@ -231,6 +231,15 @@ fn calendar_periods_match_an_independent_table() {
 
 // ---- the example file --------------------------------------------------------------
 
+/// (market, segment, rule, notice as (months, days), retention in months)
+type Expected = (
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+    (i64, i64),
+    i64,
+);
+
 #[test]
 fn every_market_and_segment_of_the_example_gets_its_dates() {
     let policy = example_policy();
@@ -238,8 +247,7 @@ fn every_market_and_segment_of_the_example_gets_its_dates() {
     // 28 February.
     let at = ts("2028-11-30T08:00:00Z");
     let (y, m, d, time_ms) = (2028, 11, 30, 8 * 3_600_000);
-    // (market, segment, rule, notice in (months, days), retention in months)
-    let table: [(Option<&str>, Option<&str>, &str, (i64, i64), i64); 20] = [
+    let table: [Expected; 20] = [
         (Some("DE"), Some("consumer"), "de", (0, 14), 120),
         (Some("DE"), Some("business"), "de-business", (3, 0), 120),
         (Some("DE"), Some("wholesale"), "de", (0, 14), 120),
