@@ -582,3 +582,37 @@ fn states_written_before_policy_rules_get_the_default_rule() {
             .contains("policy_rule")
     );
 }
+
+#[test]
+fn every_example_policy_loads_and_inherits_as_documented() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("examples/README.md");
+    for file in &files {
+        terminus::policy_file::load(file).unwrap_or_else(|e| panic!("{e}"));
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            readme.contains(name.as_ref()),
+            "{name} not in examples/README.md"
+        );
+    }
+    let nordics = terminus::policy_file::load(&dir.join("policy-nordics.toml")).unwrap();
+    let se_enterprise = nordics.select(Some("SE"), Some("enterprise"));
+    assert_eq!(se_enterprise.name, "se-enterprise");
+    assert_eq!(se_enterprise.retention, Period::years(7), "from se");
+    assert_eq!(
+        se_enterprise.customer_notice,
+        Period::months(3),
+        "from enterprise"
+    );
+    assert!(!se_enterprise.require_evidence);
+    // `business` is not one of this operator's segments.
+    assert_eq!(nordics.select(Some("NO"), Some("business")).name, "default");
+    assert_eq!(nordics.select(Some("SE"), Some("business")).name, "se");
+}
