@@ -8,7 +8,7 @@ use common::consume_until_idle;
 use common::rig::{Rig, assert_same_outputs, at, envelope, simulate_with, stop};
 use std::time::{Duration, Instant};
 
-/// Germany: 3 seconds' notice; the United Kingdom: 15 seconds; everyone else
+/// Germany: 3 seconds' notice; the United Kingdom: 30 seconds; everyone else
 /// the default 14 days, so the third customer is never dismantled here.
 const POLICY: &str = r#"
 [default]
@@ -22,7 +22,7 @@ customer-notice = "PT3S"
 [[rule]]
 name = "gb-slow"
 market = "GB"
-customer-notice = "PT15S"
+customer-notice = "PT30S"
 "#;
 
 async fn dismantled(rig: &Rig) -> Vec<String> {
@@ -45,6 +45,13 @@ async fn customers_of_two_markets_get_their_own_notice_periods() {
     rig.extra_args = vec!["--policy".into(), file.display().to_string()];
     let policy = terminus::policy_file::load(&file).expect("the test's policy loads");
 
+    // The clock starts once the worker owns its partitions, so a slow start
+    // cannot eat into the gap between the two notices.
+    let mut worker = rig.spawn("a");
+    let ready = Instant::now() + Duration::from_secs(60);
+    while !rig.log().contains("partitions restored") && Instant::now() < ready {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let now = terminus::time::Timestamp::now().millis();
     let events = vec![
         envelope(
@@ -66,7 +73,6 @@ async fn customers_of_two_markets_get_their_own_notice_periods() {
             serde_json::json!({"customerId": "P-FR", "market": "FR"}),
         ),
     ];
-    let mut worker = rig.spawn("a");
     rig.produce(&events).await;
     rig.wait_caught_up(Duration::from_secs(60)).await;
 
@@ -76,7 +82,7 @@ async fn customers_of_two_markets_get_their_own_notice_periods() {
     while Instant::now() < deadline && !keys.iter().any(|k| k == "P-DE") {
         keys = dismantled(&rig).await;
     }
-    let gb_due = now + 15_000;
+    let gb_due = now + 30_000;
     assert!(
         terminus::time::Timestamp::now().millis() < gb_due,
         "the test was too slow to see the order"
@@ -109,7 +115,7 @@ async fn customers_of_two_markets_get_their_own_notice_periods() {
     };
     for (customer, rule, notice_ms) in [
         ("P-DE", "de-fast", 3_000),
-        ("P-GB", "gb-slow", 15_000),
+        ("P-GB", "gb-slow", 30_000),
         ("P-FR", "default", 14 * 86_400_000),
     ] {
         let event = accepted(customer);
@@ -117,7 +123,7 @@ async fn customers_of_two_markets_get_their_own_notice_periods() {
         assert_eq!(event["effectiveAt"], at(now, notice_ms), "{customer}");
     }
     for (_, key, v) in actual.iter().filter(|(role, _, _)| role == "dismantle") {
-        let due = if key == "P-DE" { 3_000 } else { 15_000 };
+        let due = if key == "P-DE" { 3_000 } else { 30_000 };
         assert_eq!(
             v["eventTime"],
             at(now, due),
