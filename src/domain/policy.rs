@@ -92,18 +92,6 @@ pub struct ScopedRule {
     pub rule: Rule,
 }
 
-impl ScopedRule {
-    /// 0 for market and segment, 1 for market only, 2 for segment only: the
-    /// order in which rules are tried.
-    pub fn level(&self) -> u8 {
-        match (&self.market, &self.segment) {
-            (Some(_), Some(_)) => 0,
-            (Some(_), None) => 1,
-            _ => 2,
-        }
-    }
-}
-
 /// Why a set of rules cannot be used. `index` is the position of the offending
 /// rule (or declared segment) so that a file loader can name its line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
