@@ -11,6 +11,8 @@ pub mod contract;
 pub mod domain;
 pub mod engine;
 pub mod kafka;
+pub mod policy_check;
+pub mod policy_file;
 pub mod simulate;
 pub mod telemetry;
 pub mod time;

@@ -7,7 +7,7 @@ use std::io::{self, BufReader, BufWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use terminus::cli::{
-    Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
+    Cli, Command, ConnectionArgs, LogFormat, PolicyCommand, RunArgs, SimulateArgs, TopicsCommand,
 };
 use terminus::telemetry::admin::AdminState;
 use terminus::worker::{RegistrySettings, Telemetry, WorkerOptions};
@@ -20,7 +20,26 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(*args),
         Command::Topics { command } => topics(command),
         Command::Produce { connection, file } => produce(&connection, file.as_deref()),
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => policy_check(&args),
     }
+}
+
+fn policy_check(args: &terminus::cli::PolicyCheckArgs) -> anyhow::Result<()> {
+    let policy = terminus::policy_file::load(&args.file)?;
+    let checked = match &args.events {
+        Some(path) => {
+            let f = File::open(path)
+                .with_context(|| format!("cannot open events file {}", path.display()))?;
+            terminus::policy_check::from_events(&policy, BufReader::new(f))
+                .with_context(|| format!("cannot read events file {}", path.display()))?
+        }
+        None => terminus::policy_check::sample(&policy, args.at),
+    };
+    let stdout = io::stdout();
+    terminus::policy_check::print(&policy, &checked, BufWriter::new(stdout.lock()))?;
+    Ok(())
 }
 
 fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -48,7 +67,7 @@ fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyho
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let policy = args.policy.to_policy();
+    let policy = args.policy.load()?;
     let stdout = io::stdout();
     let out = BufWriter::new(stdout.lock());
     let summary = match args.file.as_deref() {
@@ -117,7 +136,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             user: args.schema_registry_user.clone(),
             password: std::env::var("TERMINUS_SCHEMA_REGISTRY_PASSWORD").ok(),
         });
-    options.policy = args.policy.to_policy();
+    options.policy = args.policy.load()?;
     // Secrets are masked by KafkaSettings' Debug.
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");
 

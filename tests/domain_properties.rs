@@ -11,15 +11,19 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use terminus::contract::{OutputEvent, OutputRecord, RejectionCode, Vertical, decode_envelope};
-use terminus::domain::{CustomerState, Effect, Input, Policy, decide};
+use terminus::domain::{CustomerState, Effect, Input, Phase, Policy, Rule, ScopedRule, decide};
 use terminus::engine::Engine;
-use terminus::time::Timestamp;
+use terminus::time::{Period, Timestamp};
 use uuid::Uuid;
 
 const CUSTOMERS: [&str; 3] = ["C-1", "C-2", "C-3"];
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
+/// The markets and segments events name; `vip` is outside every declared list,
+/// so it must count as no segment.
+const MARKETS: [&str; 3] = ["DE", "GB", "FR"];
+const SEGMENTS: [&str; 4] = ["consumer", "business", "wholesale", "vip"];
 
 // ---- the generated operations ----------------------------------------------
 
@@ -77,6 +81,9 @@ enum Op {
         step: i64,
         late: bool,
         kind: Kind,
+        /// Indexes into MARKETS and SEGMENTS, for the policy rule.
+        market: Option<usize>,
+        segment: Option<usize>,
     },
     /// An earlier event again, byte for byte (`back` counts from the latest).
     Repeat { back: usize },
@@ -120,25 +127,116 @@ fn kind() -> impl Strategy<Value = Kind> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => (0..CUSTOMERS.len(), step(), proptest::bool::weighted(0.1), kind())
-            .prop_map(|(customer, step, late, kind)| Op::Event { customer, step, late, kind }),
+        12 => (0..CUSTOMERS.len(), step(), proptest::bool::weighted(0.1), kind(), proptest::option::of(0..MARKETS.len()), proptest::option::of(0..SEGMENTS.len()))
+            .prop_map(|(customer, step, late, kind, market, segment)| Op::Event { customer, step, late, kind, market, segment }),
         2 => (0usize..6).prop_map(|back| Op::Repeat { back }),
         1 => step().prop_map(|step| Op::Tick { step }),
     ]
 }
 
-/// The brief's defaults, or short durations so that retention, forgetting and
-/// the attempt limit are reached within a short sequence.
+fn duration() -> impl Strategy<Value = Period> {
+    prop_oneof![
+        2 => (0u32..40).prop_map(Period::days),
+        1 => (1u32..4).prop_map(Period::months),
+        1 => (1u32..3).prop_map(Period::years),
+        1 => (0u64..100).prop_map(|h| Period::exact(Duration::from_secs(h * 3600))),
+    ]
+}
+
+/// A random rule: random notices, deadlines and attempts; retention mostly
+/// short so that anonymisation and forgetting happen within a sequence.
+fn rule() -> impl Strategy<Value = Rule> {
+    let retention = prop_oneof![
+        3 => (1u32..60).prop_map(Period::days),
+        1 => (1u32..3).prop_map(Period::months),
+        1 => Just(Period::years(7)),
+    ];
+    (
+        (duration(), duration(), duration(), duration()),
+        (retention, (0u32..30).prop_map(Period::days), duration()),
+        (1u32..5, proptest::bool::weighted(0.8)),
+    )
+        .prop_map(
+            |(
+                (customer_notice, enterprise_notice, immediate, deadline),
+                (retention, erasure_retention, forget_after),
+                (max_attempts, require_evidence),
+            )| Rule {
+                name: String::new(),
+                customer_notice,
+                enterprise_notice,
+                // Mostly at once, as by default.
+                immediate_notice: if immediate.total_months() == 0
+                    && immediate.exact_part() < Duration::from_secs(86_400)
+                {
+                    immediate
+                } else {
+                    Period::ZERO
+                },
+                dismantle_deadline: if deadline.is_zero() {
+                    Period::days(1)
+                } else {
+                    deadline
+                },
+                max_attempts,
+                retention,
+                erasure_retention,
+                forget_after,
+                require_evidence,
+            },
+        )
+}
+
+/// The brief's defaults, short durations so that retention, forgetting and the
+/// attempt limit are reached within a short sequence, or a random policy set:
+/// a random default rule and up to five rules for some markets, segments and
+/// pairs of them.
 fn policy() -> impl Strategy<Value = Policy> {
-    let short = |forget_days: u64| Policy {
-        retention: Duration::from_secs(30 * 86_400),
-        erasure_retention: Duration::from_secs(5 * 86_400),
-        forget_after: Duration::from_secs(forget_days * 86_400),
-        max_attempts: 2,
-        dedup_window: 4,
-        ..Policy::default()
+    let short = |forget_days: u32| {
+        let mut policy = Policy::with_default(Rule {
+            retention: Period::days(30),
+            erasure_retention: Period::days(5),
+            forget_after: Period::days(forget_days),
+            max_attempts: 2,
+            ..Rule::default()
+        });
+        policy.dedup_window = 4;
+        policy
     };
-    prop_oneof![Just(Policy::default()), Just(short(1000)), Just(short(20))]
+    let scoped = (
+        proptest::option::of(0..MARKETS.len()),
+        proptest::option::of(0..3usize),
+        rule(),
+    );
+    let random = (rule(), proptest::collection::vec(scoped, 0..6), 2usize..40).prop_map(
+        |(default, scoped, dedup_window)| {
+            let mut rules: Vec<ScopedRule> = Vec::new();
+            for (market, segment, mut rule) in scoped {
+                let (market, segment) = (market.map(|m| MARKETS[m]), segment.map(|s| SEGMENTS[s]));
+                let taken = rules
+                    .iter()
+                    .any(|r| r.market.as_deref() == market && r.segment.as_deref() == segment);
+                if taken || (market.is_none() && segment.is_none()) {
+                    continue;
+                }
+                rule.name = format!("{}-{}", market.unwrap_or("any"), segment.unwrap_or("any"));
+                rules.push(ScopedRule {
+                    market: market.map(str::to_owned),
+                    segment: segment.map(str::to_owned),
+                    rule,
+                });
+            }
+            let mut policy = Policy::new(default, rules, None).expect("a valid random policy");
+            policy.dedup_window = dedup_window;
+            policy
+        },
+    );
+    prop_oneof![
+        1 => Just(Policy::default()),
+        1 => Just(short(1000)),
+        1 => Just(short(20)),
+        3 => random,
+    ]
 }
 
 // ---- running them ------------------------------------------------------------
@@ -221,6 +319,8 @@ fn run(ops: &[Op], policy: &Policy, round_trip: bool) -> Run {
                 step,
                 late,
                 kind,
+                market,
+                segment,
             } => {
                 let at = if *late {
                     Timestamp::from_millis((cursor.millis() - step).max(t0().millis()))
@@ -233,7 +333,14 @@ fn run(ops: &[Op], policy: &Policy, round_trip: bool) -> Run {
                     .and_then(|s| s.phase.termination_id());
                 event_bodies(kind, current, at)
                     .into_iter()
-                    .map(|(event_type, body)| {
+                    .map(|(event_type, mut body)| {
+                        // Every event may name them; only triggers read them.
+                        if let Some(m) = market {
+                            body["market"] = json!(MARKETS[*m]);
+                        }
+                        if let Some(s) = segment {
+                            body["segment"] = json!(SEGMENTS[*s]);
+                        }
                         next += 1;
                         let id = format!("ev-{next}");
                         (
@@ -517,7 +624,8 @@ fn check_silence_after_anonymisation(run: &Run) -> Result<(), TestCaseError> {
 }
 
 /// Dedup, modelled: an event id is a duplicate exactly when the customer still
-/// remembers it (not ignored, within the window, not forgotten since); a
+/// remembers it (not ignored by a customer without a record, within the
+/// window, not forgotten since); a
 /// duplicate emits nothing and changes nothing.
 fn check_duplicates(run: &Run, policy: &Policy) -> Result<(), TestCaseError> {
     let mut remembered: Vec<VecDeque<String>> = vec![VecDeque::new(); CUSTOMERS.len()];
@@ -546,7 +654,8 @@ fn check_duplicates(run: &Run, policy: &Policy) -> Result<(), TestCaseError> {
                 &step.states_before_event,
                 "a duplicate changes nothing"
             );
-        } else if !matches!(effect, Effect::Ignored(_)) {
+        } else if !matches!(effect, Effect::Ignored(_)) || step.states_before_event[*c].is_some() {
+            // Ignored outcomes are remembered too, by a customer with a record.
             let memory = &mut remembered[*c];
             memory.push_back(id);
             while memory.len() > policy.dedup_window {
@@ -581,6 +690,73 @@ fn check_clocks(run: &Run) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The rule a first acceptance names is the one the trigger's market and
+/// segment select, its effective time is the business time plus that rule's
+/// notice (or the later requested date), and the retention end is the
+/// termination time plus the retention of the rule the termination recorded.
+fn check_rules(run: &Run, policy: &Policy) -> Result<(), TestCaseError> {
+    let mut rule_of: HashMap<Uuid, String> = HashMap::new();
+    for step in &run.steps {
+        for record in all_outputs(step) {
+            match &record.envelope.event {
+                OutputEvent::TerminationAccepted {
+                    termination_id,
+                    category,
+                    effective_at,
+                    policy_rule,
+                    ..
+                } => {
+                    let rule = policy.rule_named(Some(policy_rule));
+                    prop_assert_eq!(&rule.name, policy_rule, "a rule of the policy");
+                    let Some((c, input)) = &step.input else {
+                        return Err(TestCaseError::fail("accepted by a timer"));
+                    };
+                    let before = step.states_before_event[*c].as_ref();
+                    let fresh = before.is_none_or(|s| matches!(s.phase, Phase::Active));
+                    if fresh {
+                        let market = input["event"]["market"].as_str();
+                        let segment = input["event"]["segment"].as_str();
+                        prop_assert_eq!(&policy.select(market, segment).name, policy_rule);
+                        let event_time = Timestamp::parse_rfc3339(
+                            input["eventTime"].as_str().unwrap_or_default(),
+                        )
+                        .expect("eventTime");
+                        let at = before.map_or(event_time, |s| s.clock.max(event_time));
+                        let earliest = at.plus_period(rule.notice(*category));
+                        let requested = input["event"]["requestedEffectiveDate"]
+                            .as_str()
+                            .and_then(|t| Timestamp::parse_rfc3339(t).ok());
+                        let expected = requested.map_or(earliest, |r| r.max(earliest));
+                        prop_assert_eq!(effective_at.0, expected, "effectiveAt of {}", policy_rule);
+                    }
+                    rule_of.insert(*termination_id, policy_rule.clone());
+                }
+                OutputEvent::RelationshipTerminated {
+                    termination_id,
+                    category,
+                    terminated_at,
+                    retain_records_until,
+                    erasure_requested,
+                    ..
+                } => {
+                    let rule = policy.rule_named(rule_of.get(termination_id).map(String::as_str));
+                    let expected = terminated_at
+                        .0
+                        .plus_period(rule.retention_for(*category, *erasure_requested));
+                    prop_assert_eq!(
+                        retain_records_until.0,
+                        expected,
+                        "retention of {}",
+                        &rule.name
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn simulate(lines: &[String], policy: &Policy) -> Vec<u8> {
     let input = lines.join("\n");
     let mut out = Vec::new();
@@ -605,6 +781,7 @@ proptest! {
         check_silence_after_anonymisation(&run)?;
         check_duplicates(&run, &policy)?;
         check_clocks(&run)?;
+        check_rules(&run, &policy)?;
     }
 
     #[test]

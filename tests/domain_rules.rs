@@ -5,16 +5,18 @@
 mod core_support;
 
 use core_support::{
-    Customer, DAY, HOUR, days, default_body, envelope, rejection, t0, ts, types, value,
+    Customer, DAY, HOUR, days, default_body, envelope, rejection, t0, ts, types, value, with_rule,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use terminus::contract::{Category, RejectionCode, Topic};
 use terminus::domain::ids::{self, Cause};
-use terminus::domain::{Effect, IgnoreReason, Input, Phase, Policy, TimerKind, decide};
+use terminus::domain::{
+    CustomerState, Effect, IgnoreReason, Input, Phase, Policy, TimerKind, decide,
+};
 use terminus::engine::Engine;
-use terminus::time::Timestamp;
+use terminus::time::{Period, Timestamp};
 
 const VERTICALS: [&str; 3] = ["billing", "fulfillment", "assurance"];
 
@@ -115,10 +117,7 @@ fn a_requested_date_earlier_than_the_notice_moves_to_event_time_plus_notice() {
 
 #[test]
 fn the_notice_is_configurable() {
-    let policy = Policy {
-        customer_notice: days(30),
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.customer_notice = days(30).into());
     let mut c = Customer::with_policy("C-1", policy);
     let d = c.send("CustomerTerminationRequested", t0(), json!({}));
     assert_eq!(
@@ -185,10 +184,7 @@ fn deceased_dissolved_and_fraud_dismantle_at_once_in_the_same_step() {
 
 #[test]
 fn a_configured_immediate_notice_delays_strong_triggers() {
-    let policy = Policy {
-        immediate_notice: HOUR,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.immediate_notice = HOUR.into());
     let mut c = Customer::with_policy("C-1", policy);
     let d = c.send_default("FraudConfirmed", t0());
     assert_eq!(types(&d.outputs), ["TerminationAccepted"]);
@@ -303,10 +299,7 @@ fn missing_approval_rejects_an_enterprise_decision() {
 
 #[test]
 fn references_are_optional_when_the_policy_says_so() {
-    let policy = Policy {
-        require_evidence: false,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.require_evidence = false);
     let mut c = Customer::with_policy("C-1", policy.clone());
     assert_eq!(
         c.send("FraudConfirmed", t0(), json!({})).effect,
@@ -343,10 +336,7 @@ fn a_trigger_that_is_not_stronger_is_already_pending() {
 
 #[test]
 fn a_strong_trigger_is_already_pending_behind_another_strong_one() {
-    let policy = Policy {
-        immediate_notice: HOUR,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.immediate_notice = HOUR.into());
     let mut c = Customer::with_policy("C-1", policy);
     c.send_default("CustomerDeceased", t0());
     let d = c.send_default("FraudConfirmed", t0().plus(Duration::from_secs(60)));
@@ -422,10 +412,7 @@ fn one_party_cannot_withdraw_the_others_termination() {
     assert_rejected(&d, RejectionCode::NotWithdrawable);
     assert_eq!(c.phase(), "Pending");
     // A death cannot be revoked nor withdrawn (only pending with a notice).
-    let policy = Policy {
-        immediate_notice: HOUR,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.immediate_notice = HOUR.into());
     for event in ["CustomerTerminationWithdrawn", "TerminationDecisionRevoked"] {
         let mut c = Customer::with_policy("C-3", policy.clone());
         c.send_default("CustomerDeceased", t0());
@@ -614,7 +601,10 @@ fn fraud_superseding_an_erasure_request_keeps_full_retention_and_forbids_reestab
     let d = c.complete_all(done);
     let v = value(&d.outputs[0]);
     assert_eq!(v["event"]["category"], "fraud");
-    assert_eq!(v["event"]["retainRecordsUntil"], rfc(done.plus(days(2557))));
+    assert_eq!(
+        v["event"]["retainRecordsUntil"],
+        rfc(done.plus_period(Period::years(7)))
+    );
     assert_eq!(v["event"]["reestablishable"], false);
 }
 
@@ -651,10 +641,7 @@ fn an_enterprise_decision_or_fraud_is_revoked_while_pending() {
     let d = c.send("TerminationDecisionRevoked", t0().plus(DAY), json!({}));
     assert_eq!(types(&d.outputs), ["TerminationWithdrawn"]);
     assert_eq!(c.phase(), "Active");
-    let policy = Policy {
-        immediate_notice: HOUR,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.immediate_notice = HOUR.into());
     let mut c = Customer::with_policy("C-2", policy);
     c.send_default("FraudConfirmed", t0());
     let d = c.send(
@@ -687,13 +674,16 @@ fn three_completions_terminate_at_the_last_one() {
     assert_eq!(v["event"]["terminationId"], tid);
     assert_eq!(v["event"]["category"], "customerRequest");
     assert_eq!(v["event"]["terminatedAt"], rfc(last));
-    assert_eq!(v["event"]["retainRecordsUntil"], rfc(last.plus(days(2557))));
+    assert_eq!(
+        v["event"]["retainRecordsUntil"],
+        rfc(last.plus_period(Period::years(7)))
+    );
     assert_eq!(v["event"]["reestablishable"], true);
     assert_eq!(v["event"]["erasureRequested"], false);
     assert_eq!(c.phase(), "Terminated");
     assert_eq!(
         c.state.as_ref().unwrap().next_timer(),
-        Some((last.plus(days(2557)), TimerKind::Retention))
+        Some((last.plus_period(Period::years(7)), TimerKind::Retention))
     );
 }
 
@@ -716,14 +706,15 @@ fn erasure_shortens_retention_to_180_days() {
 #[test]
 fn retention_is_never_shortened_for_fraud() {
     let policy = Policy::default();
-    assert_eq!(policy.retention_for(Category::Fraud, true), days(2557));
+    let rule = policy.default_rule();
+    assert_eq!(rule.retention_for(Category::Fraud, true), Period::years(7));
     assert_eq!(
-        policy.retention_for(Category::CustomerRequest, true),
-        days(180)
+        rule.retention_for(Category::CustomerRequest, true),
+        Period::days(180)
     );
     assert_eq!(
-        policy.retention_for(Category::CustomerDeceased, false),
-        days(2557)
+        rule.retention_for(Category::CustomerDeceased, false),
+        Period::years(7)
     );
     let c = Customer::terminated_by("C-1", "FraudConfirmed");
     let Phase::Terminated {
@@ -734,7 +725,7 @@ fn retention_is_never_shortened_for_fraud() {
     else {
         unreachable!()
     };
-    assert_eq!(*retain_until, terminated_at.plus(days(2557)));
+    assert_eq!(*retain_until, terminated_at.plus_period(Period::years(7)));
 }
 
 #[test]
@@ -801,10 +792,7 @@ fn a_retryable_failure_reissues_the_instruction_up_to_the_limit_then_stalls_once
 
 #[test]
 fn max_attempts_is_configurable() {
-    let policy = Policy {
-        max_attempts: 2,
-        ..Policy::default()
-    };
+    let policy = with_rule(|r| r.max_attempts = 2);
     let mut c = Customer::with_policy("C-1", policy);
     c.send_default("FraudConfirmed", t0());
     assert_eq!(
@@ -891,8 +879,7 @@ fn outcomes_for_unknown_or_finished_terminations_are_ignored() {
     );
     assert_eq!(d.effect, Effect::Ignored(IgnoreReason::UnknownTermination));
     assert!(d.outputs.is_empty());
-    assert!(!d.changed);
-    assert_eq!(c.state, before);
+    assert_only_remembered(&before, &c.state);
     // Nothing being dismantled: never seen, active, pending, terminated, anonymised.
     let mut fresh = Customer::new("C-2");
     let d = fresh.send(
@@ -915,8 +902,8 @@ fn outcomes_for_unknown_or_finished_terminations_are_ignored() {
             json!({"terminationId": tid, "vertical": "billing"}),
         );
         assert_eq!(d.effect, Effect::Ignored(IgnoreReason::NotDismantling));
-        assert!(d.outputs.is_empty() && !d.changed);
-        assert_eq!(c.state, before);
+        assert!(d.outputs.is_empty() && d.changed);
+        assert_only_remembered(&before, &c.state);
     }
     // A vertical already completed.
     let mut c = Customer::dismantling("C-6");
@@ -924,6 +911,40 @@ fn outcomes_for_unknown_or_finished_terminations_are_ignored() {
     let d = c.complete("billing", c.now.plus(HOUR));
     assert_eq!(d.effect, Effect::Ignored(IgnoreReason::VerticalSettled));
     assert!(d.outputs.is_empty());
+}
+
+/// An ignored outcome changes nothing but the customer's memory of event ids:
+/// its id is remembered, so a redelivery is a duplicate.
+fn assert_only_remembered(before: &Option<CustomerState>, after: &Option<CustomerState>) {
+    let (Some(before), Some(after)) = (before, after) else {
+        panic!("a customer with a record keeps it: {before:?} → {after:?}");
+    };
+    assert_eq!(before.phase, after.phase);
+    assert_eq!(before.clock, after.clock);
+    assert_eq!(before.holds, after.holds);
+    assert_eq!(after.seen.len(), (before.seen.len() + 1).min(32));
+}
+
+#[test]
+fn an_outcome_ignored_while_pending_is_a_duplicate_once_dismantling_started() {
+    let mut c = Customer::pending_request("C-7");
+    let tid = c.termination_id();
+    let effective = c.now.plus(days(14));
+    let early = c.send_as(
+        "out-1",
+        "DismantleCompleted",
+        c.now.plus(HOUR),
+        json!({"terminationId": tid, "vertical": "billing"}),
+    );
+    assert_eq!(early.effect, Effect::Ignored(IgnoreReason::NotDismantling));
+    c.tick(effective);
+    let again = c.send_as(
+        "out-1",
+        "DismantleCompleted",
+        effective.plus(HOUR),
+        json!({"terminationId": tid, "vertical": "billing"}),
+    );
+    assert_eq!(again.effect, Effect::Duplicate, "not a completion");
 }
 
 // ---- retention, legal holds, re-establishment, forgetting --------------------
@@ -1006,7 +1027,7 @@ fn a_hold_placed_before_termination_also_blocks_and_an_early_release_changes_not
         done.plus(DAY),
         json!({"holdRef": "LH-1"}),
     );
-    let until = done.plus(days(2557));
+    let until = done.plus_period(Period::years(7));
     assert_eq!(
         c.state.as_ref().unwrap().next_timer(),
         Some((until, TimerKind::Retention))
@@ -1144,10 +1165,8 @@ fn a_duplicate_still_lets_due_timers_fire_as_a_tick_would() {
 
 #[test]
 fn the_dedup_memory_is_bounded_by_the_window() {
-    let policy = Policy {
-        dedup_window: 2,
-        ..Policy::default()
-    };
+    let mut policy = Policy::default();
+    policy.dedup_window = 2;
     let mut c = Customer::with_policy("C-1", policy);
     c.send_as("a", "AllServicesTerminated", t0(), json!({}));
     c.send_as("b", "AllServicesTerminated", t0(), json!({}));

@@ -13,7 +13,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use terminus::domain::Policy;
+use terminus::domain::{Policy, Rule};
+use terminus::time::Period;
 use terminus::time::Timestamp;
 
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
@@ -188,10 +189,7 @@ async fn a_burst_of_due_timers_is_spread_over_bounded_transactions() {
         customers * 3,
         "every customer dismantled once"
     );
-    let policy = Policy {
-        customer_notice: Duration::from_secs(6),
-        ..Policy::default()
-    };
+    let policy = notice_policy(Duration::from_secs(6));
     let until = Timestamp::from_millis(now + 60_000);
     assert_same_outputs(&outputs, &simulate_with(&events, policy, Some(until)));
     let log = rig.log();
@@ -261,10 +259,7 @@ async fn a_worker_stopped_past_its_session_timeout_commits_nothing_when_it_wakes
     stop(&mut b);
     let mut events = requests.clone();
     events.extend(phases.concat());
-    let policy = Policy {
-        customer_notice: Duration::from_secs(8),
-        ..Policy::default()
-    };
+    let policy = notice_policy(Duration::from_secs(8));
     let until = Timestamp::from_millis(now + 20_000);
     let expected = simulate_with(&events, policy, Some(until));
     assert_same_outputs(&actual, &expected);
@@ -404,10 +399,7 @@ async fn a_redelivered_early_outcome_is_a_duplicate() {
     );
     let mut events = vec![request, early];
     events.extend(late);
-    let policy = Policy {
-        customer_notice: Duration::from_secs(4),
-        ..Policy::default()
-    };
+    let policy = notice_policy(Duration::from_secs(4));
     assert_same_outputs(&outputs, &simulate_with(&events, policy, None));
 }
 
@@ -503,4 +495,12 @@ async fn an_output_registry_answering_401_commits_nothing() {
         "{}",
         rig.log()
     );
+}
+
+/// The default policy with another customer notice.
+fn notice_policy(notice: Duration) -> Policy {
+    Policy::with_default(Rule {
+        customer_notice: Period::exact(notice),
+        ..Rule::default()
+    })
 }

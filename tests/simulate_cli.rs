@@ -111,6 +111,35 @@ fn journeys() -> Vec<Journey> {
             )],
         ),
         (
+            "multi-market.jsonl",
+            vec![
+                "--policy",
+                "examples/policy-eu.toml",
+                "--until",
+                "2029-01-01T00:00:00Z",
+            ],
+            {
+                let dismantled = || {
+                    vec![
+                        "TerminationAccepted",
+                        "DismantleSolution",
+                        "DismantleSolution",
+                        "DismantleSolution",
+                        "RelationshipTerminated",
+                    ]
+                };
+                vec![
+                    ("C-DE-1", dismantled()),
+                    ("C-DE-2", dismantled()),
+                    ("C-DE-3", dismantled()),
+                    ("C-GB-1", dismantled()),
+                    ("C-FR-1", dismantled()),
+                    ("C-XX-1", dismantled()),
+                    ("dlq", vec!["dlq(InvalidField)"]),
+                ]
+            },
+        ),
+        (
             "bad-input.jsonl",
             vec![],
             vec![
@@ -331,6 +360,138 @@ fn the_journeys_show_what_they_say() {
             .unwrap()
             .contains("JSON")
     );
+}
+
+/// Each customer of the multi-market journey gets its market's and segment's
+/// rule, notice and retention, on the calendar.
+#[test]
+fn every_market_gets_its_own_rule() {
+    let out = lines(&simulate(
+        &[
+            "--policy",
+            "examples/policy-eu.toml",
+            "--until",
+            "2029-01-01T00:00:00Z",
+        ],
+        Some("multi-market.jsonl"),
+    ));
+    let of = |customer: &str, event_type: &str| -> Value {
+        out.iter()
+            .find(|l| l["key"] == customer && l["value"]["eventType"] == event_type)
+            .map(|l| l["value"]["event"].clone())
+            .unwrap_or_else(|| panic!("no {event_type} for {customer}"))
+    };
+    // (customer, rule, effectiveAt, retainRecordsUntil): all accepted on the
+    // leap day 2028-02-29, so P1Y steps land on 28 February.
+    for (customer, rule, effective, retain) in [
+        (
+            "C-DE-1",
+            "de",
+            "2028-03-14T09:00:00.000Z",
+            "2038-03-15T10:00:00.000Z",
+        ),
+        (
+            "C-DE-2",
+            "de-business",
+            "2028-05-29T09:05:00.000Z",
+            "2038-05-30T10:00:00.000Z",
+        ),
+        (
+            "C-DE-3",
+            "de",
+            "2028-02-29T10:00:00.000Z",
+            "2038-02-28T12:00:00.000Z",
+        ),
+        (
+            "C-GB-1",
+            "gb",
+            "2028-03-14T09:10:00.000Z",
+            "2034-03-15T11:00:00.000Z",
+        ),
+        (
+            "C-FR-1",
+            "business",
+            "2028-03-29T09:15:00.000Z",
+            "2035-03-30T10:00:00.000Z",
+        ),
+        (
+            "C-XX-1",
+            "default",
+            "2028-03-14T09:20:00.000Z",
+            "2035-03-15T12:00:00.000Z",
+        ),
+    ] {
+        let accepted = of(customer, "TerminationAccepted");
+        assert_eq!(accepted["policyRule"], rule, "{customer}");
+        assert_eq!(accepted["effectiveAt"], effective, "{customer}");
+        let terminated = of(customer, "RelationshipTerminated");
+        assert_eq!(terminated["retainRecordsUntil"], retain, "{customer}");
+    }
+    let dead = out
+        .iter()
+        .find(|l| l["topic"] == "crm.termination.dlq.v1")
+        .expect("the malformed market is a dead letter");
+    let message = dead["value"]["message"].as_str().unwrap();
+    assert!(message.contains("`event.market`"), "{message}");
+    assert!(
+        !message.contains("Germany"),
+        "never echoes the value: {message}"
+    );
+}
+
+#[test]
+fn a_policy_file_and_rule_flags_exclude_each_other() {
+    let input = br#"{"eventId":"e1","eventType":"CustomerTerminationRequested","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C-1","market":"DE"}}"#;
+    let both = simulate_stdin(
+        &["--policy", "examples/policy-eu.toml", "--retention", "P6Y"],
+        input,
+    );
+    assert!(!both.status.success(), "--policy with --retention");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        stderr.contains("--policy") && stderr.contains("--retention"),
+        "{stderr}"
+    );
+    let from_env = Command::new(BIN)
+        .args(["simulate", "--policy", "examples/policy-eu.toml"])
+        .env("TERMINUS_CUSTOMER_NOTICE", "3d")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert!(
+        !from_env.status.success(),
+        "--policy with TERMINUS_CUSTOMER_NOTICE"
+    );
+    // Settings that are not per rule go with a file.
+    let ok = simulate_stdin(
+        &[
+            "--policy",
+            "examples/policy-eu.toml",
+            "--source",
+            "terminus-eu",
+        ],
+        input,
+    );
+    assert_ok(&ok, "--policy with --source");
+    let accepted = &lines(&ok)[0]["value"];
+    assert_eq!(accepted["source"], "terminus-eu");
+    assert_eq!(accepted["event"]["policyRule"], "de");
+    // A broken file stops the simulator before it reads a line, naming the line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[default]\nretention = \"P7Y\"\nretension = \"P6Y\"\n",
+    )
+    .expect("write");
+    let out = simulate_stdin(&["--policy", bad.to_str().unwrap()], input);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("retension"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

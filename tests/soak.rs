@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use terminus::domain::Policy;
+use terminus::domain::{Policy, Rule};
+use terminus::time::Period;
 use terminus::time::Timestamp;
 
 type Outputs = Vec<(String, String, serde_json::Value)>;
@@ -135,10 +136,7 @@ async fn soak_month_end_burst() {
     let rss = peak_rss_mib(worker.id());
     let actual = rig.outputs().await;
     stop(&mut worker);
-    let policy = Policy {
-        customer_notice: Duration::ZERO,
-        ..Policy::default()
-    };
+    let policy = notice_policy(Duration::ZERO);
     let expected = simulate_with(&events, policy, Some(Timestamp::from_millis(due + 1000)));
     let (missing, dup) = compare(&actual, &expected);
     let aborted = rig.log().matches("aborting the transaction").count();
@@ -260,4 +258,12 @@ async fn soak_chaos() {
         worst,
     );
     assert_eq!((missing, dup), (0, 0));
+}
+
+/// The default policy with another customer notice.
+fn notice_policy(notice: Duration) -> Policy {
+    Policy::with_default(Rule {
+        customer_notice: Period::exact(notice),
+        ..Rule::default()
+    })
 }

@@ -196,7 +196,7 @@ fn apply(c: &mut Customer, input: &str) -> Decision {
         }
         ("DismantleFailed", "retryable, attempts left") => return c.fail("billing", true, at),
         ("DismantleFailed", "retryable, no attempts left") => {
-            for _ in 1..c.policy.max_attempts {
+            for _ in 1..c.policy.default_rule().max_attempts {
                 assert_eq!(
                     types(&c.fail("billing", true, at).outputs),
                     ["DismantleSolution"]
@@ -495,11 +495,12 @@ fn the_policy_table_matches_the_cli() {
             .iter()
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            row[2],
-            format!("`{}`", default.join(",")),
-            "default of --{long}"
-        );
+        let shown = if default.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("`{}`", default.join(","))
+        };
+        assert_eq!(row[2], shown, "default of --{long}");
         documented += 1;
     }
     assert_eq!(

@@ -1,9 +1,10 @@
 //! Command-line parsing: flags (each also an environment variable) turned into
 //! plain option structs. No behaviour lives here.
 
-use crate::domain::Policy;
+use crate::domain::{Policy, Rule};
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::TopicNames;
+use crate::time::Period;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,32 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Work with policy files (see `--policy`).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate a policy file and show, for sample inputs (or the triggers of a
+    /// JSON-lines file of envelopes), which rule each gets and its dates.
+    /// Exits non-zero when the file is invalid.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCheckArgs {
+    /// The policy file (TOML).
+    pub file: PathBuf,
+    /// JSON-lines envelopes whose termination triggers to show instead of the
+    /// built-in sample (each declared market × segment × trigger, and none).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub events: Option<PathBuf>,
+    /// The event time of the built-in sample inputs (RFC 3339).
+    #[arg(long, value_parser = parse_time, default_value = "2028-02-29T12:00:00Z")]
+    pub at: crate::time::Timestamp,
 }
 
 #[derive(Subcommand, Debug)]
@@ -256,35 +283,41 @@ pub struct SimulateArgs {
     pub policy: PolicyArgs,
 }
 
-/// The rules' durations and limits (see docs/state-machine.md).
+/// The rules' durations and limits (see docs/state-machine.md). The rule flags
+/// set the default rule; `--policy` loads a file of rules instead, and giving
+/// both is refused.
 #[derive(Args, Debug, Clone)]
 pub struct PolicyArgs {
+    /// Policy file (TOML): a default rule and rules per market and segment.
+    /// Excludes the rule flags below.
+    #[arg(long, env = "TERMINUS_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Minimum notice for a customer's own termination request.
-    #[arg(long, env = "TERMINUS_CUSTOMER_NOTICE", default_value = "14d", value_parser = parse_duration)]
-    pub customer_notice: Duration,
+    #[arg(long, env = "TERMINUS_CUSTOMER_NOTICE", default_value = "14d", value_parser = parse_period, conflicts_with = "policy")]
+    pub customer_notice: Period,
     /// Notice for an enterprise termination decision.
-    #[arg(long, env = "TERMINUS_ENTERPRISE_NOTICE", default_value = "30d", value_parser = parse_duration)]
-    pub enterprise_notice: Duration,
+    #[arg(long, env = "TERMINUS_ENTERPRISE_NOTICE", default_value = "30d", value_parser = parse_period, conflicts_with = "policy")]
+    pub enterprise_notice: Period,
     /// Delay before a death, dissolution or confirmed fraud takes effect.
-    #[arg(long, env = "TERMINUS_IMMEDIATE_NOTICE", default_value = "0s", value_parser = parse_duration)]
-    pub immediate_notice: Duration,
+    #[arg(long, env = "TERMINUS_IMMEDIATE_NOTICE", default_value = "0s", value_parser = parse_period, conflicts_with = "policy")]
+    pub immediate_notice: Period,
     /// Time the verticals have to confirm dismantling before TerminationStalled.
-    #[arg(long, env = "TERMINUS_DISMANTLE_DEADLINE", default_value = "72h", value_parser = parse_duration)]
-    pub dismantle_deadline: Duration,
+    #[arg(long, env = "TERMINUS_DISMANTLE_DEADLINE", default_value = "72h", value_parser = parse_period, conflicts_with = "policy")]
+    pub dismantle_deadline: Period,
     /// Dismantle instructions per vertical, the first included.
-    #[arg(long, env = "TERMINUS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, env = "TERMINUS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "policy")]
     pub max_attempts: u32,
-    /// Retention of a terminated relationship's records (7 years).
-    #[arg(long, env = "TERMINUS_RETENTION", default_value = "2557d", value_parser = parse_duration)]
-    pub retention: Duration,
+    /// Retention of a terminated relationship's records (7 calendar years).
+    #[arg(long, env = "TERMINUS_RETENTION", default_value = "P7Y", value_parser = parse_period, conflicts_with = "policy")]
+    pub retention: Period,
     /// Retention when the customer asked for erasure (never applied to fraud).
-    #[arg(long, env = "TERMINUS_ERASURE_RETENTION", default_value = "180d", value_parser = parse_duration)]
-    pub erasure_retention: Duration,
+    #[arg(long, env = "TERMINUS_ERASURE_RETENTION", default_value = "180d", value_parser = parse_period, conflicts_with = "policy")]
+    pub erasure_retention: Period,
     /// How long an anonymised customer's id-only marker is kept before it is forgotten.
-    #[arg(long, env = "TERMINUS_FORGET_AFTER", default_value = "30d", value_parser = parse_duration)]
-    pub forget_after: Duration,
+    #[arg(long, env = "TERMINUS_FORGET_AFTER", default_value = "30d", value_parser = parse_period, conflicts_with = "policy")]
+    pub forget_after: Period,
     /// Require evidence/case/approval references on service-provider terminations.
-    #[arg(long, env = "TERMINUS_REQUIRE_EVIDENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "TERMINUS_REQUIRE_EVIDENCE", default_value_t = true, action = clap::ArgAction::Set, conflicts_with = "policy")]
     pub require_evidence: bool,
     /// Recent event ids remembered per customer for deduplication.
     #[arg(long, env = "TERMINUS_DEDUP_WINDOW", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -295,8 +328,9 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// The policy of the flags alone: their values make the default rule.
     pub fn to_policy(&self) -> Policy {
-        Policy {
+        let mut policy = Policy::with_default(Rule {
             customer_notice: self.customer_notice,
             enterprise_notice: self.enterprise_notice,
             immediate_notice: self.immediate_notice,
@@ -306,9 +340,30 @@ impl PolicyArgs {
             erasure_retention: self.erasure_retention,
             forget_after: self.forget_after,
             require_evidence: self.require_evidence,
-            dedup_window: self.dedup_window as usize,
-            source: self.source.clone(),
-        }
+            ..Rule::default()
+        });
+        self.apply_settings(&mut policy);
+        policy
+    }
+
+    /// The policy to run: the `--policy` file when given, else the flags.
+    ///
+    /// # Errors
+    /// [`crate::policy_file::PolicyFileError`] when the file cannot be read or
+    /// is invalid; the message names the file and the line.
+    pub fn load(&self) -> Result<Policy, crate::policy_file::PolicyFileError> {
+        let Some(path) = &self.policy else {
+            return Ok(self.to_policy());
+        };
+        let mut policy = crate::policy_file::load(path)?;
+        self.apply_settings(&mut policy);
+        Ok(policy)
+    }
+
+    /// The settings that are not per customer come from flags either way.
+    fn apply_settings(&self, policy: &mut Policy) {
+        policy.dedup_window = self.dedup_window as usize;
+        policy.source = self.source.clone();
     }
 }
 
@@ -316,6 +371,12 @@ impl PolicyArgs {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("`{text}` is not a duration such as 30s, 72h or 14d ({e})"))
+}
+
+/// Policy durations: ISO 8601 periods on the calendar (`P7Y`, `P1M`, `P14D`,
+/// `PT72H`) or exact units (`14d`, `72h`, `30s`).
+pub fn parse_period(text: &str) -> Result<Period, String> {
+    Period::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn parse_time(text: &str) -> Result<crate::time::Timestamp, String> {
@@ -344,5 +405,28 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         let err = parse_duration("fortnight").unwrap_err();
         assert!(err.contains("fortnight"), "{err}");
+        assert_eq!(parse_period("P7Y").unwrap(), Period::years(7));
+        assert_eq!(
+            parse_period("14d").unwrap(),
+            Period::exact(Duration::from_secs(14 * 86400))
+        );
+    }
+
+    #[test]
+    fn a_policy_file_excludes_the_rule_flags() {
+        let both = Cli::try_parse_from([
+            "terminus",
+            "simulate",
+            "--policy",
+            "p.toml",
+            "--customer-notice",
+            "3d",
+        ]);
+        let err = both.expect_err("--policy and a rule flag together");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let settings = Cli::try_parse_from([
+            "terminus", "simulate", "--policy", "p.toml", "--source", "x",
+        ]);
+        assert!(settings.is_ok(), "--source is not a rule flag");
     }
 }

@@ -373,6 +373,7 @@ fn sample_outputs() -> Vec<OutputRecord> {
             category: Category::Fraud,
             effective_at: t,
             notify_customer: false,
+            policy_rule: "de-business".into(),
         },
         OutputEvent::TerminationStalled {
             customer_id: "C-1".into(),

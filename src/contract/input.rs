@@ -1,6 +1,9 @@
 //! Bytes → validated input envelope.
 
-use super::{Category, DeadLetterReason, MAX_ID_LEN, MAX_TEXT_LEN, Topic, Vertical};
+use super::{
+    Category, DeadLetterReason, MAX_ID_LEN, MAX_TEXT_LEN, Topic, Vertical, is_market_code,
+    is_segment_name,
+};
 use crate::time::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -13,6 +16,13 @@ pub struct InputEnvelope {
     pub correlation_id: Option<String>,
     pub source: Option<String>,
     pub customer_id: String,
+    /// `event.market` of a termination trigger: the ISO 3166-1 alpha-2 code of
+    /// the customer's market, which selects the policy rule. Always `None` for
+    /// other event types.
+    pub market: Option<String>,
+    /// `event.segment` of a termination trigger (`consumer`, `business`, …),
+    /// which selects the policy rule with the market. `None` for other types.
+    pub segment: Option<String>,
     pub event: InputEvent,
 }
 
@@ -182,12 +192,19 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<InputEnvelope, DecodeError> {
     };
     let customer_id = body.customer_id()?;
     let event = decode_body(event_type, &body)?;
+    let (market, segment) = if event.trigger_category().is_some() {
+        (body.optional_market()?, body.optional_segment()?)
+    } else {
+        (None, None)
+    };
     Ok(InputEnvelope {
         event_id,
         event_time,
         correlation_id,
         source,
         customer_id,
+        market,
+        segment,
         event,
     })
 }
@@ -411,6 +428,28 @@ impl<'a> Fields<'a> {
         })
     }
 
+    fn optional_market(&self) -> Result<Option<String>, DecodeError> {
+        match self.optional_string("market", 2) {
+            Ok(Some(m)) if is_market_code(m) => Ok(Some(m.to_owned())),
+            Ok(None) => Ok(None),
+            _ => Err(self.invalid(
+                "market",
+                "an ISO 3166-1 alpha-2 country code: two capital letters such as DE or GB",
+            )),
+        }
+    }
+
+    fn optional_segment(&self) -> Result<Option<String>, DecodeError> {
+        match self.optional_string("segment", 32) {
+            Ok(Some(s)) if is_segment_name(s) => Ok(Some(s.to_owned())),
+            Ok(None) => Ok(None),
+            _ => Err(self.invalid(
+                "segment",
+                "a segment name: 1 to 32 lowercase letters, digits or hyphens starting with a letter, such as consumer or business",
+            )),
+        }
+    }
+
     fn customer_id(&self) -> Result<String, DecodeError> {
         let bad = |what: &str| {
             DecodeError::new(
@@ -531,6 +570,35 @@ mod tests {
         let err = decode(r#"{"eventId":"e","eventType":"CustomerDeceased","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","dateOfDeath":"secret-date-value"}}"#).unwrap_err();
         assert_eq!(err.reason, DeadLetterReason::InvalidTime);
         assert!(!err.message.contains("secret-date-value"));
+    }
+
+    #[test]
+    fn market_and_segment_select_rules_on_triggers_only() {
+        let env = decode(r#"{"eventId":"e","eventType":"FraudConfirmed","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","caseRef":"F","market":"DE","segment":"business"}}"#).unwrap();
+        assert_eq!(env.market.as_deref(), Some("DE"));
+        assert_eq!(env.segment.as_deref(), Some("business"));
+        let env = decode(r#"{"eventId":"e","eventType":"LegalHoldPlaced","eventTime":"2026-11-27T10:15:00Z","event":{"customerId":"C","holdRef":"H","market":"nonsense"}}"#).unwrap();
+        assert_eq!((env.market, env.segment), (None, None));
+        for (field, value) in [
+            ("market", r#""xq""#),
+            ("market", r#""DEU""#),
+            ("market", "49"),
+            ("market", r#""""#),
+            ("segment", r#""Secret Segment""#),
+            ("segment", r#""""#),
+            ("segment", "true"),
+        ] {
+            let json = format!(
+                r#"{{"eventId":"e","eventType":"CustomerTerminationRequested","eventTime":"2026-11-27T10:15:00Z","event":{{"customerId":"C","{field}":{value}}}}}"#
+            );
+            let err = decode(&json).unwrap_err();
+            assert_eq!(err.reason, DeadLetterReason::InvalidField, "{json}");
+            assert!(err.message.contains(&format!("`event.{field}`")), "{err}");
+            let shown = value.trim_matches('"');
+            if !shown.is_empty() {
+                assert!(!err.message.contains(shown), "echoes the value: {err}");
+            }
+        }
     }
 
     #[test]

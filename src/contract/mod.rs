@@ -9,6 +9,22 @@ mod input;
 mod output;
 
 pub use input::{DecodeError, INPUT_EVENT_TYPES, InputEnvelope, InputEvent, decode_envelope};
+
+/// An ISO 3166-1 alpha-2 code in shape: two capital ASCII letters (`DE`, `GB`).
+/// Whether the code is assigned is the policy's business, not the contract's.
+pub fn is_market_code(text: &str) -> bool {
+    text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A customer segment name: 1 to 32 lowercase ASCII letters, digits or
+/// hyphens, starting with a letter (`consumer`, `business`, `wholesale`).
+pub fn is_segment_name(text: &str) -> bool {
+    (1..=32).contains(&text.len())
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 pub use output::{OutputEnvelope, OutputEvent, OutputRecord};
 
 use serde::{Deserialize, Serialize};

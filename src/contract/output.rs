@@ -49,6 +49,8 @@ pub enum OutputEvent {
         category: Category,
         effective_at: Rfc3339,
         notify_customer: bool,
+        /// The name of the policy rule that set the dates.
+        policy_rule: String,
     },
     TerminationRejected {
         customer_id: String,

@@ -4,7 +4,7 @@
 //! simulator call [`decide`] and nothing else decides.
 
 use super::ids::{Cause, fingerprint, termination_id};
-use super::policy::Policy;
+use super::policy::{PolicySet, Rule};
 use super::state::{
     CustomerState, Dismantle, Phase, Termination, TimerKind, VerticalProgress, VerticalStatus,
 };
@@ -85,7 +85,7 @@ pub fn decide(
     state: Option<CustomerState>,
     input: Input<'_>,
     now: Timestamp,
-    policy: &Policy,
+    policy: &PolicySet,
 ) -> Decision {
     let existed = state.is_some();
     let mut ctx = Ctx {
@@ -149,7 +149,7 @@ pub fn decide(
 
 struct Ctx<'a> {
     customer_id: &'a str,
-    policy: &'a Policy,
+    policy: &'a PolicySet,
     st: CustomerState,
     outputs: Vec<OutputRecord>,
     changed: bool,
@@ -194,7 +194,7 @@ impl Emitter {
     }
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn emit(&mut self, em: &mut Emitter, event: OutputEvent) {
         let envelope = OutputEnvelope {
             event_id: em.cause.output_id(em.count),
@@ -291,6 +291,7 @@ impl Ctx<'_> {
                 }
             }
             (TimerKind::Retention, Phase::Terminated { termination, .. }) => {
+                let rule = self.rule_of(&termination);
                 let mut em = Emitter::for_timer(&termination, kind, due);
                 self.emit(
                     &mut em,
@@ -303,7 +304,7 @@ impl Ctx<'_> {
                 Phase::Anonymized {
                     termination_id: termination.id,
                     anonymized_at: due,
-                    forget_at: due.plus(self.policy.forget_after),
+                    forget_at: due.plus_period(rule.forget_after),
                 }
             }
             (TimerKind::Forget, Phase::Anonymized { .. }) => {
@@ -344,7 +345,7 @@ impl Ctx<'_> {
         Phase::Dismantling {
             dismantle: Dismantle {
                 started_at: at,
-                deadline: at.plus(self.policy.dismantle_deadline),
+                deadline: at.plus_period(self.rule_of(&termination).dismantle_deadline),
                 verticals: [fresh.clone(), fresh.clone(), fresh],
                 stalled: false,
             },
@@ -364,33 +365,37 @@ impl Ctx<'_> {
                 &mut em,
                 env,
                 Category::CustomerRequest,
-                true,
+                None,
                 *erasure_requested,
                 *requested_effective_date,
             ),
-            InputEvent::CustomerDeceased { evidence_ref } => {
-                let ok = self.has_reference(evidence_ref);
-                self.on_trigger(&mut em, env, Category::CustomerDeceased, ok, false, None)
-            }
-            InputEvent::OrganizationDissolved { evidence_ref } => {
-                let ok = self.has_reference(evidence_ref);
-                self.on_trigger(
-                    &mut em,
-                    env,
-                    Category::OrganizationDissolved,
-                    ok,
-                    false,
-                    None,
-                )
-            }
+            InputEvent::CustomerDeceased { evidence_ref } => self.on_trigger(
+                &mut em,
+                env,
+                Category::CustomerDeceased,
+                Some(evidence_ref),
+                false,
+                None,
+            ),
+            InputEvent::OrganizationDissolved { evidence_ref } => self.on_trigger(
+                &mut em,
+                env,
+                Category::OrganizationDissolved,
+                Some(evidence_ref),
+                false,
+                None,
+            ),
             InputEvent::FraudConfirmed { case_ref } => {
-                let ok = self.has_reference(case_ref);
-                self.on_trigger(&mut em, env, Category::Fraud, ok, false, None)
+                self.on_trigger(&mut em, env, Category::Fraud, Some(case_ref), false, None)
             }
-            InputEvent::EnterpriseTerminationDecided { approval_ref } => {
-                let ok = self.has_reference(approval_ref);
-                self.on_trigger(&mut em, env, Category::EnterpriseDecision, ok, false, None)
-            }
+            InputEvent::EnterpriseTerminationDecided { approval_ref } => self.on_trigger(
+                &mut em,
+                env,
+                Category::EnterpriseDecision,
+                Some(approval_ref),
+                false,
+                None,
+            ),
             InputEvent::CustomerTerminationWithdrawn => self.on_withdrawal(&mut em, true),
             InputEvent::TerminationDecisionRevoked => self.on_withdrawal(&mut em, false),
             InputEvent::AllServicesTerminated => {
@@ -416,22 +421,42 @@ impl Ctx<'_> {
         }
     }
 
-    fn has_reference(&self, reference: &Option<String>) -> bool {
-        !self.policy.require_evidence || reference.is_some()
+    /// The rule a termination recorded, in the current policy.
+    fn rule_of(&self, termination: &Termination) -> &'a Rule {
+        let policy: &'a PolicySet = self.policy;
+        policy.rule_named(termination.policy_rule.as_deref())
     }
 
+    /// The rule for a trigger: chosen by its market and segment. A trigger that
+    /// names neither, arriving while a termination is pending, keeps that
+    /// termination's rule: a fraud or death notice rarely knows the market, and
+    /// must not move a customer of one market to the default rule.
+    fn rule_for_trigger(&self, env: &InputEnvelope) -> &'a Rule {
+        let policy: &'a PolicySet = self.policy;
+        match &self.st.phase {
+            Phase::Pending { termination } if env.market.is_none() && env.segment.is_none() => {
+                self.rule_of(termination)
+            }
+            _ => policy.select(env.market.as_deref(), env.segment.as_deref()),
+        }
+    }
+
+    /// `reference` is `None` for a trigger that needs none (a customer's own
+    /// request), else the evidence, case or approval reference it carried.
     fn on_trigger(
         &mut self,
         em: &mut Emitter,
         env: &InputEnvelope,
         category: Category,
-        reference_ok: bool,
+        reference: Option<&Option<String>>,
         erasure_requested: bool,
         requested: Option<Timestamp>,
     ) -> Effect {
         if matches!(self.st.phase, Phase::Anonymized { .. }) {
             return self.reject_anonymized(em);
         }
+        let rule = self.rule_for_trigger(env);
+        let reference_ok = !rule.require_evidence || reference.is_none_or(Option::is_some);
         if !reference_ok {
             return if category == Category::EnterpriseDecision {
                 self.reject(
@@ -449,7 +474,7 @@ impl Ctx<'_> {
                 )
             };
         }
-        let earliest = em.at.plus(self.policy.notice(category));
+        let earliest = em.at.plus_period(rule.notice(category));
         // The customer's requested date is honoured when it respects the notice.
         let effective_at = requested.map_or(earliest, |r| r.max(earliest));
         let phase = std::mem::replace(&mut self.st.phase, Phase::Active);
@@ -462,6 +487,7 @@ impl Ctx<'_> {
                     erasure_requested,
                     cause: env.event_id.clone(),
                     correlation_id: env.correlation_id.clone(),
+                    policy_rule: Some(rule.name.clone()),
                 };
                 self.announce(em, &termination);
                 (Phase::Pending { termination }, Effect::Applied)
@@ -474,6 +500,7 @@ impl Ctx<'_> {
                 termination.effective_at = termination.effective_at.min(effective_at);
                 termination.cause = env.event_id.clone();
                 termination.correlation_id = env.correlation_id.clone();
+                termination.policy_rule = Some(rule.name.clone());
                 self.announce(em, &termination);
                 (Phase::Pending { termination }, Effect::Applied)
             }
@@ -513,6 +540,7 @@ impl Ctx<'_> {
                 category: termination.category,
                 effective_at: Rfc3339(termination.effective_at),
                 notify_customer: termination.category.notifies_customer(),
+                policy_rule: self.rule_of(termination).name.clone(),
             },
         );
     }
@@ -646,7 +674,10 @@ impl Ctx<'_> {
         vertical: Vertical,
         failure: Option<bool>,
     ) -> Effect {
-        let max_attempts = self.policy.max_attempts.max(1);
+        let max_attempts = match &self.st.phase {
+            Phase::Dismantling { termination, .. } => self.rule_of(termination).max_attempts.max(1),
+            _ => 1,
+        };
         let Phase::Dismantling {
             termination,
             dismantle,
@@ -715,8 +746,8 @@ impl Ctx<'_> {
             return;
         };
         let terminated_at = em.at;
-        let retain_until = terminated_at.plus(
-            self.policy
+        let retain_until = terminated_at.plus_period(
+            self.rule_of(&termination)
                 .retention_for(termination.category, termination.erasure_requested),
         );
         let reestablishable = termination.category.allows_reestablishment();

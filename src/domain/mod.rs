@@ -9,7 +9,9 @@ mod policy;
 mod state;
 
 pub use machine::{Decision, Effect, IgnoreReason, Input, decide};
-pub use policy::Policy;
+pub use policy::{
+    DEFAULT_RULE, DEFAULT_SEGMENTS, Policy, PolicyError, PolicySet, Rule, ScopedRule, is_rule_name,
+};
 pub use state::{
     CustomerState, Dismantle, Phase, STATE_VERSION, StateDecodeError, Termination, TimerKind,
     VerticalProgress, VerticalStatus,

@@ -105,6 +105,13 @@ pub struct Termination {
     pub cause: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The name of the policy rule chosen when it was accepted (or last
+    /// superseded). Its later steps (deadline, attempts, retention, forgetting)
+    /// look the rule up by this name, so a changed policy file cannot make one
+    /// termination mix two markets' rules; absent in states written before
+    /// rules had names, which get the default rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_rule: Option<String>,
 }
 
 /// Dismantling progress.

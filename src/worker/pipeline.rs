@@ -465,7 +465,10 @@ mod tests {
     #[test]
     fn due_timers_fire_earliest_first_a_bounded_number_at_a_time() {
         let mut opts = options();
-        opts.policy.customer_notice = std::time::Duration::ZERO;
+        opts.policy = crate::domain::Policy::with_default(crate::domain::Rule {
+            customer_notice: crate::time::Period::ZERO,
+            ..crate::domain::Rule::default()
+        });
         let p = pipeline(opts);
         let lifecycle = crate::contract::Topic::Lifecycle.default_name();
         let t0 = Timestamp::from_millis(1_800_000_000_000);

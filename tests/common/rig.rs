@@ -276,7 +276,8 @@ pub fn simulate(events: &[String]) -> Vec<(String, String, serde_json::Value)> {
     simulate_with(events, Policy::default(), None)
 }
 
-/// [`simulate`] with a policy and a time to advance to after the last event.
+/// The simulator's outputs under `policy`, its clock advanced to `until` after
+/// the last event (the worker's wall clock, for timers that fired meanwhile).
 pub fn simulate_with(
     events: &[String],
     policy: Policy,

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 use terminus::contract::{InputEnvelope, OutputRecord, decode_envelope};
-use terminus::domain::{CustomerState, Decision, Effect, Input, Phase, Policy, decide};
+use terminus::domain::{CustomerState, Decision, Effect, Input, Phase, Policy, Rule, decide};
 use terminus::time::Timestamp;
 
 pub const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -23,6 +23,13 @@ pub fn ts(text: &str) -> Timestamp {
 
 pub fn days(n: u64) -> Duration {
     DAY * u32::try_from(n).expect("small")
+}
+
+/// The default policy with its one rule changed by `change`.
+pub fn with_rule(change: impl FnOnce(&mut Rule)) -> Policy {
+    let mut rule = Rule::default();
+    change(&mut rule);
+    Policy::with_default(rule)
 }
 
 /// The JSON text of an input envelope.
