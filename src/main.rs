@@ -10,7 +10,7 @@ use terminus::cli::{
     Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
 };
 use terminus::telemetry::admin::AdminState;
-use terminus::worker::{RegistrySettings, Telemetry, WorkerOptions};
+use terminus::worker::Telemetry;
 use tracing::{error, info, warn};
 
 fn main() -> anyhow::Result<()> {
@@ -77,43 +77,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         terminus::telemetry::tracing_setup::init(args.log_format == LogFormat::Json)
     };
-    let (kafka, ignored) = args.connection.kafka_settings(std::env::vars())?;
+    let (options, ignored) = args.worker_options(std::env::vars())?;
     for name in ignored {
         warn!(variable = %name, "environment variable is not a librdkafka property; ignored");
     }
-    let instance_id = args
-        .instance_id
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "terminus-0".into());
-    let mut options = WorkerOptions::new(kafka);
-    options.topics = args.connection.topic_names();
-    options.group_id = args.group_id.clone();
-    options.instance_id = instance_id;
-    options.commit_interval = args.commit_interval;
-    options.batch_size = args.batch_size as usize;
-    options.max_record_bytes = args.max_record_bytes;
-    options.future_tolerance = args.future_tolerance;
-    options.timer_interval = args.timer_interval;
-    options.transaction_timeout = args.transaction_timeout;
-    options.session_timeout = args.session_timeout;
-    options.static_membership = args.static_membership;
-    options.output_format = args.output_format;
-    options.schema_registry = args
-        .schema_registry_url
-        .clone()
-        .map(|url| RegistrySettings {
-            url,
-            user: args.schema_registry_user.clone(),
-            password: std::env::var("TERMINUS_SCHEMA_REGISTRY_PASSWORD").ok(),
-        });
-    options.policy = args.policy.to_policy();
     // Secrets are masked by KafkaSettings' Debug.
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");
 

@@ -3,8 +3,6 @@
 use crate::contract::Category;
 use std::time::Duration;
 
-const DAY: u64 = 24 * 60 * 60;
-
 /// The rules' knobs. The worker fills it from flags and environment variables;
 /// the simulator takes the same flags, so both run one policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,21 +36,11 @@ pub struct Policy {
     pub source: String,
 }
 
+/// The defaults of the policy flags (`terminus run --help`, Policy), which
+/// are defined once, in `crate::cli::PolicyArgs`.
 impl Default for Policy {
     fn default() -> Self {
-        Policy {
-            customer_notice: Duration::from_secs(14 * DAY),
-            enterprise_notice: Duration::from_secs(30 * DAY),
-            immediate_notice: Duration::ZERO,
-            dismantle_deadline: Duration::from_secs(72 * 60 * 60),
-            max_attempts: 5,
-            retention: Duration::from_secs(2557 * DAY),
-            erasure_retention: Duration::from_secs(180 * DAY),
-            forget_after: Duration::from_secs(30 * DAY),
-            require_evidence: true,
-            dedup_window: 32,
-            source: String::from("terminus"),
-        }
+        crate::cli::PolicyArgs::defaults().to_policy()
     }
 }
 

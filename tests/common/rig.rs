@@ -112,6 +112,9 @@ impl Rig {
                 &["--admin-addr", "127.0.0.1:0"][..]
             })
             .env("RUST_LOG", "info")
+            // The tests' own variable, not a librdkafka property: the worker
+            // would warn about it (it has --bootstrap-servers).
+            .env_remove("KAFKA_BOOTSTRAP")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
