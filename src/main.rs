@@ -7,7 +7,7 @@ use std::io::{self, BufReader, BufWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use terminus::cli::{
-    Cli, Command, ConnectionArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
+    Cli, Command, ConnectionArgs, InspectArgs, LogFormat, RunArgs, SimulateArgs, TopicsCommand,
 };
 use terminus::telemetry::admin::AdminState;
 use terminus::worker::Telemetry;
@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(args),
         Command::Run(args) => run(*args),
         Command::Topics { command } => topics(command),
+        Command::Inspect(args) => inspect(&args),
         Command::Produce { connection, file } => produce(&connection, file.as_deref()),
     }
 }
@@ -44,6 +45,26 @@ fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyho
         ))?,
     };
     eprintln!("produced {count} events");
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let found = if args.from_changelog {
+        let (kafka, _) = args.connection.kafka_settings(std::env::vars())?;
+        terminus::inspect::from_changelog(
+            &kafka,
+            &args.connection.changelog_topic,
+            &args.customer_id,
+        )?
+    } else {
+        terminus::inspect::ask_admin_servers(&args.admin_addrs, &args.customer_id)?
+    };
+    let summary = terminus::inspect::summary(&found, terminus::time::Timestamp::now());
+    if args.json {
+        println!("{summary:#}");
+    } else {
+        print!("{}", terminus::inspect::render(&summary));
+    }
     Ok(())
 }
 

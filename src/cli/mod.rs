@@ -41,11 +41,40 @@ pub enum Command {
         connection: ConnectionArgs,
         file: Option<PathBuf>,
     },
+    /// Show one customer's state in human terms (or --json): asks the group's
+    /// admin servers which instance owns the customer, or reads the changelog
+    /// with --from-changelog when no worker runs.
+    Inspect(InspectArgs),
     /// Manage Terminus's topics.
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The customer id (the Kafka key of its events).
+    pub customer_id: String,
+    /// Admin servers of the group's instances to ask, comma-separated
+    /// (host:port); the one that owns the customer's partition answers.
+    #[arg(
+        long = "admin-addrs",
+        alias = "admin-addr",
+        env = "TERMINUS_INSPECT_ADMIN_ADDRS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8686"
+    )]
+    pub admin_addrs: Vec<String>,
+    /// Read the state from the changelog topic instead (no worker needed):
+    /// the customer's partition is read to its end, read_committed.
+    #[arg(long)]
+    pub from_changelog: bool,
+    /// Print the same as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Subcommand, Debug)]
