@@ -22,6 +22,8 @@ pub struct Rig {
     pub group: String,
     pub log_dir: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables of every worker (for example `OTEL_*`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -32,6 +34,7 @@ impl Rig {
             log_dir: std::env::temp_dir().join(format!("terminus-test-{prefix}")),
             prefix,
             extra_args: Vec::new(),
+            extra_env: Vec::new(),
         };
         std::fs::create_dir_all(&rig.log_dir).expect("log dir");
         let (inputs, others) = rig.topic_roles();
@@ -115,6 +118,7 @@ impl Rig {
             // The tests' own variable, not a librdkafka property: the worker
             // would warn about it (it has --bootstrap-servers).
             .env_remove("KAFKA_BOOTSTRAP")
+            .envs(self.extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
