@@ -106,6 +106,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");
 
     let telemetry = Telemetry::default();
+    telemetry.metrics.start_topic_counters(&options.topics);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.admin_addr))
         .with_context(|| format!("cannot bind the admin server to {}", args.admin_addr))?;
