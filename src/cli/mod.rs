@@ -63,7 +63,7 @@ pub struct InspectArgs {
         alias = "admin-addr",
         env = "TERMINUS_INSPECT_ADMIN_ADDRS",
         value_delimiter = ',',
-        default_value = "127.0.0.1:8686"
+        default_value = DEFAULT_ADMIN_ADDR
     )]
     pub admin_addrs: Vec<String>,
     /// Read the state from the changelog topic instead (no worker needed):
@@ -295,7 +295,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "TERMINUS_ADMIN_ADDR",
-        default_value = "127.0.0.1:8686",
+        default_value = DEFAULT_ADMIN_ADDR,
         help_heading = "Operations"
     )]
     pub admin_addr: std::net::SocketAddr,
@@ -381,6 +381,9 @@ impl RunArgs {
         Ok((options, ignored))
     }
 }
+
+/// Where `run` serves its admin HTTP server, and where `inspect` asks by default.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8686";
 
 /// The environment variable holding the schema registry's password.
 pub const REGISTRY_PASSWORD_VAR: &str = "TERMINUS_SCHEMA_REGISTRY_PASSWORD";
