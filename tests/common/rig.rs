@@ -256,6 +256,19 @@ pub fn high_watermarks(topic: &str) -> Option<Vec<(i32, i64)>> {
         .collect()
 }
 
+/// A worker process that is killed when dropped, so that a failing test
+/// leaves no worker behind (stop it with [`stop`] for a graceful end).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 pub fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
