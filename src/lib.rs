@@ -10,6 +10,7 @@ pub mod codec;
 pub mod contract;
 pub mod domain;
 pub mod engine;
+pub mod inspect;
 pub mod kafka;
 pub mod policy_check;
 pub mod policy_file;

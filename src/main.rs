@@ -7,10 +7,11 @@ use std::io::{self, BufReader, BufWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use terminus::cli::{
-    Cli, Command, ConnectionArgs, LogFormat, PolicyCommand, RunArgs, SimulateArgs, TopicsCommand,
+    Cli, Command, ConnectionArgs, InspectArgs, LogFormat, PolicyCommand, RunArgs, SimulateArgs,
+    TopicsCommand,
 };
 use terminus::telemetry::admin::AdminState;
-use terminus::worker::{RegistrySettings, Telemetry, WorkerOptions};
+use terminus::worker::Telemetry;
 use tracing::{error, info, warn};
 
 fn main() -> anyhow::Result<()> {
@@ -19,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(args),
         Command::Run(args) => run(*args),
         Command::Topics { command } => topics(command),
+        Command::Inspect(args) => inspect(&args),
         Command::Produce { connection, file } => produce(&connection, file.as_deref()),
         Command::Policy {
             command: PolicyCommand::Check(args),
@@ -66,6 +68,26 @@ fn produce(connection: &ConnectionArgs, file: Option<&std::path::Path>) -> anyho
     Ok(())
 }
 
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let found = if args.from_changelog {
+        let (kafka, _) = args.connection.kafka_settings(std::env::vars())?;
+        terminus::inspect::from_changelog(
+            &kafka,
+            &args.connection.changelog_topic,
+            &args.customer_id,
+        )?
+    } else {
+        terminus::inspect::ask_admin_servers(&args.admin_addrs, &args.customer_id)?
+    };
+    let summary = terminus::inspect::summary(&found, terminus::time::Timestamp::now());
+    if args.json {
+        println!("{summary:#}");
+    } else {
+        print!("{}", terminus::inspect::render(&summary));
+    }
+    Ok(())
+}
+
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let policy = args.policy.load()?;
     let stdout = io::stdout();
@@ -96,51 +118,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         terminus::telemetry::tracing_setup::init(args.log_format == LogFormat::Json)
     };
-    let (kafka, ignored) = args.connection.kafka_settings(std::env::vars())?;
+    let (options, ignored) = args.worker_options(std::env::vars())?;
     for name in ignored {
         warn!(variable = %name, "environment variable is not a librdkafka property; ignored");
     }
-    let instance_id = args
-        .instance_id
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "terminus-0".into());
-    let mut options = WorkerOptions::new(kafka);
-    options.topics = args.connection.topic_names();
-    options.group_id = args.group_id.clone();
-    options.instance_id = instance_id;
-    options.commit_interval = args.commit_interval;
-    options.batch_size = args.batch_size as usize;
-    options.max_transaction_records = args.max_transaction_records as usize;
-    options.max_transaction_bytes =
-        usize::try_from(args.max_transaction_bytes).unwrap_or(usize::MAX);
-    options.timers_per_transaction = args.timers_per_transaction as usize;
-    options.max_record_bytes = args.max_record_bytes;
-    options.future_tolerance = args.future_tolerance;
-    options.timer_interval = args.timer_interval;
-    options.transaction_timeout = args.transaction_timeout;
-    options.session_timeout = args.session_timeout;
-    options.static_membership = args.static_membership;
-    options.output_format = args.output_format;
-    options.schema_registry = args
-        .schema_registry_url
-        .clone()
-        .map(|url| RegistrySettings {
-            url,
-            user: args.schema_registry_user.clone(),
-            password: std::env::var("TERMINUS_SCHEMA_REGISTRY_PASSWORD").ok(),
-        });
-    options.policy = args.policy.load()?;
     // Secrets are masked by KafkaSettings' Debug.
     info!(config = ?options, admin_addr = %args.admin_addr, "starting terminus");
 
     let telemetry = Telemetry::default();
+    telemetry.metrics.start_topic_counters(&options.topics);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.admin_addr))
         .with_context(|| format!("cannot bind the admin server to {}", args.admin_addr))?;

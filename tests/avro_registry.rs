@@ -2,7 +2,7 @@
 //!
 //! No Confluent-compatible registry can be run here (see
 //! tests/fixtures/registry/README.md), so these tests use
-//! `terminus::codec::fake_registry`: an in-memory registry on 127.0.0.1 that
+//! `terminus_test_support::FakeRegistry` (the dev-only crate `test-support/`): an in-memory registry on 127.0.0.1 that
 //! speaks the documented protocol (ids by canonical form, BACKWARD
 //! compatibility per subject, 40403/409/42201/401 errors), and serves the
 //! recorded protocol fixtures verbatim where a test scripts them.
@@ -10,11 +10,11 @@
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use serde_json::{Value as Json, json};
-use terminus::codec::fake_registry::FakeRegistry;
 use terminus::codec::{
     CONFLUENT_MAGIC, Codec, RegistryClient, RegistryError, WireFormat, avro_json, schemas,
 };
 use terminus::contract::{DeadLetterReason, InputEvent, Topic, decode_envelope};
+use terminus_test_support::FakeRegistry;
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

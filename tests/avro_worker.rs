@@ -13,10 +13,10 @@ use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
 use common::rig::{Rig, envelope, simulate, stop};
 use std::time::Duration;
-use terminus::codec::fake_registry::FakeRegistry;
 use terminus::codec::{
     CONFLUENT_MAGIC, Codec, RegistryClient, SINGLE_OBJECT_MAGIC, WireFormat, avro_json, schemas,
 };
+use terminus_test_support::FakeRegistry;
 
 fn datum(schema_text: &str, json: &serde_json::Value) -> Vec<u8> {
     let schema = Schema::parse_str(schema_text).expect("schema");

@@ -449,7 +449,7 @@ async fn two_customers_sharing_an_event_id_get_their_own_ids() {
 /// not its offset, not its state — so a fixed deployment processes it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_registry_answering_401_commits_nothing() {
-    use terminus::codec::fake_registry::FakeRegistry;
+    use terminus_test_support::FakeRegistry;
     let registry = FakeRegistry::start().expect("registry");
     registry.require_basic_auth("terminus", "right-password");
     let mut rig = Rig::new("reg401").await;

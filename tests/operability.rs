@@ -1,6 +1,7 @@
 //! What SREs rely on, checked against a worker on the real broker: health,
 //! readiness, interactive queries across two instances, the consumer-lag gauge,
-//! trace-context propagation, and logs free of payload values.
+//! trace-context propagation, logs free of payload values, and a quiet start
+//! (no WARN line on a healthy start).
 
 mod common;
 
@@ -230,4 +231,46 @@ async fn traceparent_travels_from_input_to_every_output() {
     for r in &outputs {
         assert_eq!(r.header("traceparent"), Some(traceparent));
     }
+}
+
+/// A healthy start logs no WARN (or ERROR) line, with the Avro codec and a
+/// registry configured too: apache-avro used to warn "Union schema with just
+/// one member" twice on every start (the one-event topics' schemas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_start_logs_no_warning() {
+    let registry = terminus_test_support::FakeRegistry::start().expect("registry");
+    let mut rig = Rig::new("quiet").await;
+    rig.extra_args = vec![
+        "--output-format".into(),
+        "avro-confluent".into(),
+        "--schema-registry-url".into(),
+        registry.url(),
+    ];
+    let port = free_port();
+    let mut worker = rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{port}")]);
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        http(port, "GET", "/readyz").0 == 200
+    })
+    .await;
+    let now = terminus::time::Timestamp::now().to_rfc3339();
+    rig.produce(&[envelope(
+        "q-1",
+        "CustomerDeceased",
+        &now,
+        serde_json::json!({"customerId": "Q-1", "evidenceRef": "cert-1"}),
+    )])
+    .await;
+    rig.wait_caught_up(Duration::from_secs(60)).await;
+    stop(&mut worker);
+    let log = rig.log();
+    assert!(log.contains("starting terminus"), "{log}");
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "a healthy start logged:\n{}",
+        loud.join("\n")
+    );
 }

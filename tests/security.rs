@@ -477,7 +477,7 @@ fn least_privilege_worker_runs_a_journey_over_sasl_ssl_and_never_logs_its_passwo
         worker.log()
     );
     assert_eq!(accepted[0]["event"]["category"], "fraud");
-    let termination = terminus::domain::ids::termination_id(&customer, &fraud).to_string();
+    let termination = terminus::domain::ids::termination_id(customer, &fraud).to_string();
     assert_eq!(accepted[0]["event"]["terminationId"], termination.as_str());
     let solutions = of_type(&dismantle, "DismantleSolution");
     assert_eq!(

@@ -1,11 +1,20 @@
 //! Command-line parsing: flags (each also an environment variable) turned into
 //! plain option structs. No behaviour lives here.
+//!
+//! **Every default is defined once, here**, in the clap arguments:
+//! [`RunArgs::defaults`] and [`PolicyArgs::defaults`] parse an empty command
+//! line with the environment ignored, and `Policy::default()` and
+//! `WorkerOptions::new` are built from them; `TryFrom<&RunArgs>` turns the
+//! parsed flags into `WorkerOptions`. Topic names come from the contract
+//! (`Topic::default_name`, `DEFAULT_CHANGELOG`).
 
+use crate::contract::Topic;
 use crate::domain::{Policy, Rule};
 use crate::kafka::KafkaSettings;
-use crate::kafka::topics::TopicNames;
+use crate::kafka::topics::{DEFAULT_CHANGELOG, TopicNames};
 use crate::time::Period;
-use clap::{Args, Parser, Subcommand};
+use crate::worker::{RegistrySettings, WorkerOptions};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +42,10 @@ pub enum Command {
         connection: ConnectionArgs,
         file: Option<PathBuf>,
     },
+    /// Show one customer's state in human terms (or --json): asks the group's
+    /// admin servers which instance owns the customer, or reads the changelog
+    /// with --from-changelog when no worker runs.
+    Inspect(InspectArgs),
     /// Manage Terminus's topics.
     Topics {
         #[command(subcommand)]
@@ -66,6 +79,31 @@ pub struct PolicyCheckArgs {
     pub at: crate::time::Timestamp,
 }
 
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The customer id (the Kafka key of its events).
+    pub customer_id: String,
+    /// Admin servers of the group's instances to ask, comma-separated
+    /// (host:port); the one that owns the customer's partition answers.
+    #[arg(
+        long = "admin-addrs",
+        alias = "admin-addr",
+        env = "TERMINUS_INSPECT_ADMIN_ADDRS",
+        value_delimiter = ',',
+        default_value = DEFAULT_ADMIN_ADDR
+    )]
+    pub admin_addrs: Vec<String>,
+    /// Read the state from the changelog topic instead (no worker needed):
+    /// the customer's partition is read to its end, read_committed.
+    #[arg(long)]
+    pub from_changelog: bool,
+    /// Print the same as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TopicsCommand {
     /// Create every topic Terminus reads and writes (existing ones are kept):
@@ -94,60 +132,77 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
+        default_value = "127.0.0.1:9092",
+        help_heading = "Kafka"
     )]
     pub bootstrap_servers: String,
     /// Extra librdkafka property, `key=value` (repeatable). Every `KAFKA_*`
     /// environment variable is also passed on (`KAFKA_SECURITY_PROTOCOL` →
     /// `security.protocol`); put secrets there, not in flags.
-    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kafka_property)]
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kafka_property, help_heading = "Kafka")]
     pub kafka_properties: Vec<(String, String)>,
+    /// Input topic of customer life-stage events.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_LIFECYCLE",
-        default_value = "crm.customer.lifecycle.v1"
+        default_value = Topic::Lifecycle.default_name(),
+        help_heading = "Topics"
     )]
     pub lifecycle_topic: String,
+    /// Input topic of fraud, enterprise and legal-hold decisions.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_DECISIONS",
-        default_value = "crm.business.decisions.v1"
+        default_value = Topic::Decisions.default_name(),
+        help_heading = "Topics"
     )]
     pub decisions_topic: String,
+    /// Input topic of the verticals' dismantle outcomes.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_OUTCOMES",
-        default_value = "crm.dismantle.outcomes.v1"
+        default_value = Topic::Outcomes.default_name(),
+        help_heading = "Topics"
     )]
     pub outcomes_topic: String,
+    /// Output topic of termination status events.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_STATUS",
-        default_value = "crm.termination.status.v1"
+        default_value = Topic::Status.default_name(),
+        help_heading = "Topics"
     )]
     pub status_topic: String,
+    /// Output topic of DismantleSolution instructions.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_DISMANTLE",
-        default_value = "crm.solution.dismantle.v1"
+        default_value = Topic::Dismantle.default_name(),
+        help_heading = "Topics"
     )]
     pub dismantle_topic: String,
+    /// Output topic of RelationshipTerminated.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_TERMINATED",
-        default_value = "crm.relationship.terminated.v1"
+        default_value = Topic::Terminated.default_name(),
+        help_heading = "Topics"
     )]
     pub terminated_topic: String,
+    /// Dead-letter topic.
     #[arg(
         long,
         env = "TERMINUS_TOPIC_DLQ",
-        default_value = "crm.termination.dlq.v1"
+        default_value = Topic::DeadLetter.default_name(),
+        help_heading = "Topics"
     )]
     pub dead_letter_topic: String,
+    /// Compacted changelog of the customers' state (co-partitioned with the inputs).
     #[arg(
         long,
         env = "TERMINUS_TOPIC_CHANGELOG",
-        default_value = "terminus.state.changelog"
+        default_value = DEFAULT_CHANGELOG,
+        help_heading = "Topics"
     )]
     pub changelog_topic: String,
 }
@@ -192,73 +247,222 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Consumer group id.
-    #[arg(long, env = "TERMINUS_GROUP_ID", default_value = "terminus")]
+    #[arg(
+        long,
+        env = "TERMINUS_GROUP_ID",
+        default_value = "terminus",
+        help_heading = "Kafka"
+    )]
     pub group_id: String,
     /// Stable id of this instance (for example the pod name); the transactional
     /// id is `<group>-<instance>`. Defaults to the host name.
-    #[arg(long, env = "TERMINUS_INSTANCE_ID")]
+    #[arg(long, env = "TERMINUS_INSTANCE_ID", help_heading = "Kafka")]
     pub instance_id: Option<String>,
     /// Longest time a transaction stays open.
-    #[arg(long, env = "TERMINUS_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, env = "TERMINUS_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration, help_heading = "Kafka")]
     pub commit_interval: Duration,
     /// Most input records per transaction.
-    #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "TERMINUS_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Kafka")]
     pub batch_size: u32,
     /// Most records one transaction writes: outputs, dead letters and
     /// changelog records together.
-    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_RECORDS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_RECORDS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000), help_heading = "Kafka")]
     pub max_transaction_records: u32,
     /// Most bytes one transaction writes (keys, values and headers).
-    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1_048_576..=1_073_741_824))]
+    #[arg(long, env = "TERMINUS_MAX_TRANSACTION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1_048_576..=1_073_741_824), help_heading = "Kafka")]
     pub max_transaction_bytes: u64,
     /// Most customers whose due timers fire in one transaction; the rest fire
     /// in the following ones, earliest first, between input records.
-    #[arg(long, env = "TERMINUS_TIMERS_PER_TRANSACTION", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "TERMINUS_TIMERS_PER_TRANSACTION", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Kafka")]
     pub timers_per_transaction: u32,
     /// Input records larger than this many bytes go to the dead-letter topic.
-    #[arg(long, env = "TERMINUS_MAX_RECORD_BYTES", default_value_t = 1_048_576)]
+    #[arg(
+        long,
+        env = "TERMINUS_MAX_RECORD_BYTES",
+        default_value_t = 1_048_576,
+        help_heading = "Records and wire format"
+    )]
     pub max_record_bytes: usize,
     /// How far ahead of the wall clock an eventTime may be before it is refused.
-    #[arg(long, env = "TERMINUS_FUTURE_TOLERANCE", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "TERMINUS_FUTURE_TOLERANCE", default_value = "5m", value_parser = parse_duration, help_heading = "Records and wire format")]
     pub future_tolerance: Duration,
     /// How often due timers are looked for.
-    #[arg(long, env = "TERMINUS_TIMER_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "TERMINUS_TIMER_INTERVAL", default_value = "1s", value_parser = parse_duration, help_heading = "Operations")]
     pub timer_interval: Duration,
     /// transaction.timeout.ms of the producer.
-    #[arg(long, env = "TERMINUS_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TERMINUS_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = parse_duration, help_heading = "Kafka")]
     pub transaction_timeout: Duration,
     /// Consumer session timeout: how long a vanished instance keeps its
     /// partitions before the group moves them (the broker allows 6s to 30min
     /// by default).
-    #[arg(long, env = "TERMINUS_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    #[arg(long, env = "TERMINUS_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration, help_heading = "Kafka")]
     pub session_timeout: Duration,
     /// Static group membership (group.instance.id = instance id): restarts
     /// keep their partitions without a rebalance, but a stopped instance does
     /// not leave the group on SIGTERM (its partitions move after the session
     /// timeout). Off by default: SIGTERM leaves the group.
-    #[arg(long, env = "TERMINUS_STATIC_MEMBERSHIP", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "TERMINUS_STATIC_MEMBERSHIP", default_value_t = false, action = clap::ArgAction::Set, help_heading = "Kafka")]
     pub static_membership: bool,
     /// Wire format of the outputs: json, avro-confluent (needs
     /// --schema-registry-url) or avro-single-object. Inputs in any of them are
     /// recognised per record.
-    #[arg(long, env = "TERMINUS_OUTPUT_FORMAT", default_value = "json")]
+    #[arg(
+        long,
+        env = "TERMINUS_OUTPUT_FORMAT",
+        default_value = "json",
+        help_heading = "Records and wire format"
+    )]
     pub output_format: crate::codec::WireFormat,
     /// Confluent-compatible schema registry URL (for avro-confluent in or out).
-    #[arg(long, env = "TERMINUS_SCHEMA_REGISTRY_URL")]
+    #[arg(
+        long,
+        env = "TERMINUS_SCHEMA_REGISTRY_URL",
+        help_heading = "Records and wire format"
+    )]
     pub schema_registry_url: Option<String>,
     /// Schema registry basic-auth user; the password is read from
     /// TERMINUS_SCHEMA_REGISTRY_PASSWORD (never a flag).
-    #[arg(long, env = "TERMINUS_SCHEMA_REGISTRY_USER")]
+    #[arg(
+        long,
+        env = "TERMINUS_SCHEMA_REGISTRY_USER",
+        help_heading = "Records and wire format"
+    )]
     pub schema_registry_user: Option<String>,
     /// Address of the admin HTTP server (health, readiness, metrics, queries).
     /// Keep it on loopback or a private network: it serves customer state.
-    #[arg(long, env = "TERMINUS_ADMIN_ADDR", default_value = "127.0.0.1:8686")]
+    #[arg(
+        long,
+        env = "TERMINUS_ADMIN_ADDR",
+        default_value = DEFAULT_ADMIN_ADDR,
+        help_heading = "Operations"
+    )]
     pub admin_addr: std::net::SocketAddr,
     /// Log format: json (default) or text.
-    #[arg(long, env = "TERMINUS_LOG_FORMAT", default_value = "json")]
+    #[arg(
+        long,
+        env = "TERMINUS_LOG_FORMAT",
+        default_value = "json",
+        help_heading = "Operations"
+    )]
     pub log_format: LogFormat,
+    /// Longest the restore of assigned partitions from the changelog may take
+    /// before the worker gives up (and exits non-zero for a restart).
+    #[arg(long, env = "TERMINUS_RESTORE_TIMEOUT", default_value = "5m", value_parser = parse_duration, help_heading = "Operations")]
+    pub restore_timeout: Duration,
     #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+impl RunArgs {
+    /// `terminus run` with no flag and the environment ignored: every default.
+    pub fn defaults() -> RunArgs {
+        defaults_of(RunArgs::augment_args(clap::Command::new("run")))
+    }
+
+    /// The worker's options: these flags, then `KAFKA_*` and
+    /// `TERMINUS_SCHEMA_REGISTRY_PASSWORD` from `env`. Also returns the names
+    /// of `KAFKA_*` variables that are not librdkafka properties (to warn about).
+    ///
+    /// # Errors
+    /// A malformed `KAFKA_*` variable; a registry user without
+    /// `TERMINUS_SCHEMA_REGISTRY_PASSWORD`; registry credentials without a
+    /// registry URL.
+    pub fn worker_options(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<(WorkerOptions, Vec<String>)> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let (kafka, ignored) = self.connection.kafka_settings(env.iter().cloned())?;
+        let password = env
+            .iter()
+            .find(|(k, _)| k == REGISTRY_PASSWORD_VAR)
+            .map(|(_, v)| v.clone());
+        let schema_registry = match (&self.schema_registry_url, &self.schema_registry_user) {
+            (Some(_), Some(user)) if password.is_none() => anyhow::bail!(
+                "schema registry user `{user}` is set (--schema-registry-user / TERMINUS_SCHEMA_REGISTRY_USER) \
+                 but its password is not: set {REGISTRY_PASSWORD_VAR}"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--schema-registry-user / TERMINUS_SCHEMA_REGISTRY_USER is set but no \
+                 --schema-registry-url / TERMINUS_SCHEMA_REGISTRY_URL"
+            ),
+            (Some(url), user) => Some(RegistrySettings {
+                url: url.clone(),
+                user: user.clone(),
+                password: user.as_ref().and(password),
+            }),
+            (None, None) => None,
+        };
+        let instance_id = self
+            .instance_id
+            .clone()
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(host_name);
+        let options = WorkerOptions {
+            kafka,
+            topics: self.connection.topic_names(),
+            group_id: self.group_id.clone(),
+            instance_id,
+            commit_interval: self.commit_interval,
+            batch_size: self.batch_size as usize,
+            max_transaction_records: self.max_transaction_records as usize,
+            max_transaction_bytes: usize::try_from(self.max_transaction_bytes)
+                .unwrap_or(usize::MAX),
+            timers_per_transaction: self.timers_per_transaction as usize,
+            max_record_bytes: self.max_record_bytes,
+            future_tolerance: self.future_tolerance,
+            timer_interval: self.timer_interval,
+            transaction_timeout: self.transaction_timeout,
+            session_timeout: self.session_timeout,
+            static_membership: self.static_membership,
+            restore_timeout: self.restore_timeout,
+            policy: self.policy.load()?,
+            output_format: self.output_format,
+            schema_registry,
+        };
+        Ok((options, ignored))
+    }
+}
+
+/// Where `run` serves its admin HTTP server, and where `inspect` asks by default.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8686";
+
+/// The environment variable holding the schema registry's password.
+pub const REGISTRY_PASSWORD_VAR: &str = "TERMINUS_SCHEMA_REGISTRY_PASSWORD";
+
+/// The parsed flags with `KAFKA_*` and the registry password from the process
+/// environment (see [`RunArgs::worker_options`]).
+impl TryFrom<&RunArgs> for WorkerOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(args: &RunArgs) -> anyhow::Result<WorkerOptions> {
+        args.worker_options(std::env::vars())
+            .map(|(options, _)| options)
+    }
+}
+
+/// The default instance id: the host name (the pod name on Kubernetes), else
+/// `terminus-0`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "terminus-0".into())
+}
+
+/// Parses an empty command line of `command` with every `env` source removed.
+fn defaults_of<T: FromArgMatches>(command: clap::Command) -> T {
+    let matches = command
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None::<&'static str>))
+        .try_get_matches_from(std::iter::empty::<String>())
+        .expect("the defaults parse");
+    T::from_arg_matches(&matches).expect("the defaults are valid")
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,41 +497,51 @@ pub struct PolicyArgs {
     #[arg(long, env = "TERMINUS_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Minimum notice for a customer's own termination request.
-    #[arg(long, env = "TERMINUS_CUSTOMER_NOTICE", default_value = "14d", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_CUSTOMER_NOTICE", default_value = "14d", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub customer_notice: Period,
     /// Notice for an enterprise termination decision.
-    #[arg(long, env = "TERMINUS_ENTERPRISE_NOTICE", default_value = "30d", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_ENTERPRISE_NOTICE", default_value = "30d", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub enterprise_notice: Period,
     /// Delay before a death, dissolution or confirmed fraud takes effect.
-    #[arg(long, env = "TERMINUS_IMMEDIATE_NOTICE", default_value = "0s", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_IMMEDIATE_NOTICE", default_value = "0s", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub immediate_notice: Period,
     /// Time the verticals have to confirm dismantling before TerminationStalled.
-    #[arg(long, env = "TERMINUS_DISMANTLE_DEADLINE", default_value = "72h", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_DISMANTLE_DEADLINE", default_value = "72h", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub dismantle_deadline: Period,
     /// Dismantle instructions per vertical, the first included.
-    #[arg(long, env = "TERMINUS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "policy", help_heading = "Policy")]
     pub max_attempts: u32,
     /// Retention of a terminated relationship's records (7 calendar years).
-    #[arg(long, env = "TERMINUS_RETENTION", default_value = "P7Y", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_RETENTION", default_value = "P7Y", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub retention: Period,
     /// Retention when the customer asked for erasure (never applied to fraud).
-    #[arg(long, env = "TERMINUS_ERASURE_RETENTION", default_value = "180d", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_ERASURE_RETENTION", default_value = "180d", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub erasure_retention: Period,
     /// How long an anonymised customer's id-only marker is kept before it is forgotten.
-    #[arg(long, env = "TERMINUS_FORGET_AFTER", default_value = "30d", value_parser = parse_period, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_FORGET_AFTER", default_value = "30d", value_parser = parse_period, conflicts_with = "policy", help_heading = "Policy")]
     pub forget_after: Period,
     /// Require evidence/case/approval references on service-provider terminations.
-    #[arg(long, env = "TERMINUS_REQUIRE_EVIDENCE", default_value_t = true, action = clap::ArgAction::Set, conflicts_with = "policy")]
+    #[arg(long, env = "TERMINUS_REQUIRE_EVIDENCE", default_value_t = true, action = clap::ArgAction::Set, conflicts_with = "policy", help_heading = "Policy")]
     pub require_evidence: bool,
     /// Recent event ids remembered per customer for deduplication.
-    #[arg(long, env = "TERMINUS_DEDUP_WINDOW", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, env = "TERMINUS_DEDUP_WINDOW", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Policy")]
     pub dedup_window: u32,
     /// The `source` field of every output envelope.
-    #[arg(long, env = "TERMINUS_SOURCE", default_value = "terminus")]
+    #[arg(
+        long,
+        env = "TERMINUS_SOURCE",
+        default_value = "terminus",
+        help_heading = "Policy"
+    )]
     pub source: String,
 }
 
 impl PolicyArgs {
+    /// The policy flags' defaults, the environment ignored.
+    pub fn defaults() -> PolicyArgs {
+        defaults_of(PolicyArgs::augment_args(clap::Command::new("policy")))
+    }
+
     /// The policy of the flags alone: their values make the default rule.
     pub fn to_policy(&self) -> Policy {
         let mut policy = Policy::with_default(Rule {
@@ -389,11 +603,113 @@ mod tests {
 
     #[test]
     fn defaults_are_the_briefs() {
+        let policy = Policy::default();
+        let rule = policy.default_rule();
+        assert_eq!(rule.customer_notice, Period::days(14));
+        assert_eq!(rule.enterprise_notice, Period::days(30));
+        assert_eq!(rule.immediate_notice, Period::ZERO);
+        assert_eq!(
+            rule.dismantle_deadline,
+            Period::exact(Duration::from_secs(72 * 3600))
+        );
+        assert_eq!(rule.max_attempts, 5);
+        assert_eq!(rule.retention, Period::years(7));
+        assert_eq!(rule.erasure_retention, Period::days(180));
+        assert_eq!(rule.forget_after, Period::days(30));
+        assert!(rule.require_evidence);
+        assert_eq!(policy.dedup_window, 32);
+        assert_eq!(policy.source, "terminus");
+        // The domain's defaults and the flags' defaults are the same values
+        // (the domain keeps its own so that it depends on no CLI).
+        assert_eq!(PolicyArgs::defaults().to_policy(), Policy::default());
         let cli = Cli::try_parse_from(["terminus", "simulate"]).unwrap();
         let Command::Simulate(args) = cli.command else {
             panic!("simulate expected");
         };
         assert_eq!(args.policy.to_policy(), Policy::default());
+    }
+
+    #[test]
+    fn worker_options_come_from_the_flags_defaults() {
+        let (options, ignored) = RunArgs::defaults().worker_options(Vec::new()).unwrap();
+        assert!(ignored.is_empty());
+        assert_eq!(options.topics, TopicNames::default());
+        assert_eq!(options.topics.changelog, DEFAULT_CHANGELOG);
+        assert_eq!(options.topics.lifecycle, Topic::Lifecycle.default_name());
+        assert_eq!(options.group_id, "terminus");
+        assert_eq!(options.commit_interval, Duration::from_millis(100));
+        assert_eq!(options.batch_size, 5000);
+        assert_eq!(options.max_transaction_records, 20_000);
+        assert_eq!(options.max_transaction_bytes, 32 * 1024 * 1024);
+        assert_eq!(options.timers_per_transaction, 1000);
+        assert_eq!(options.max_record_bytes, 1_048_576);
+        assert_eq!(options.future_tolerance, Duration::from_secs(300));
+        assert_eq!(options.timer_interval, Duration::from_secs(1));
+        assert_eq!(options.transaction_timeout, Duration::from_secs(10));
+        assert_eq!(options.session_timeout, Duration::from_secs(45));
+        assert!(!options.static_membership);
+        assert_eq!(options.restore_timeout, Duration::from_secs(300));
+        assert_eq!(options.policy, Policy::default());
+        assert_eq!(options.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert!(options.schema_registry.is_none());
+        let new = WorkerOptions::new(options.kafka.clone());
+        assert_eq!(format!("{new:?}"), format!("{options:?}"));
+    }
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let mut argv = vec!["terminus", "run"];
+        argv.extend_from_slice(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            _ => panic!("run expected"),
+        }
+    }
+
+    #[test]
+    fn every_option_has_a_flag() {
+        let args = run_args(&["--restore-timeout", "90s", "--batch-size", "7"]);
+        let (options, _) = args.worker_options(Vec::new()).unwrap();
+        assert_eq!(options.restore_timeout, Duration::from_secs(90));
+        assert_eq!(options.batch_size, 7);
+    }
+
+    #[test]
+    fn a_registry_user_without_a_password_is_refused_at_start() {
+        let args = run_args(&[
+            "--schema-registry-url",
+            "http://127.0.0.1:1",
+            "--schema-registry-user",
+            "svc",
+        ]);
+        let err = args.worker_options(Vec::new()).unwrap_err().to_string();
+        assert!(err.contains(REGISTRY_PASSWORD_VAR), "{err}");
+        let env = vec![(REGISTRY_PASSWORD_VAR.to_owned(), "pw".to_owned())];
+        let (options, _) = args.worker_options(env).unwrap();
+        let registry = options.schema_registry.unwrap();
+        assert_eq!(registry.user.as_deref(), Some("svc"));
+        assert_eq!(registry.password.as_deref(), Some("pw"));
+        let no_url = run_args(&["--schema-registry-user", "svc"]);
+        assert!(no_url.worker_options(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn run_help_groups_its_flags() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for heading in [
+            "Kafka:",
+            "Topics:",
+            "Records and wire format:",
+            "Policy:",
+            "Operations:",
+        ] {
+            assert!(help.contains(heading), "{heading} missing in\n{help}");
+        }
     }
 
     #[test]

@@ -22,7 +22,6 @@
 //! (topic-name strategy) for the Confluent framing.
 
 pub mod avro_json;
-pub mod fake_registry;
 pub mod registry;
 pub mod schemas;
 
@@ -156,7 +155,7 @@ impl ReaderSet {
     fn new(text: &str) -> ReaderSet {
         // The embedded schemas are checked by the unit tests; failing here is a
         // build defect, not a runtime condition.
-        let schema = Schema::parse_str(text).expect("embedded contract schema parses");
+        let schema = schemas::parse(text).expect("embedded contract schema parses");
         let names = avro_json::names_of(&schema).expect("embedded contract schema resolves");
         let mut branches = HashMap::new();
         if let Schema::Union(union) = &schema {
@@ -208,7 +207,7 @@ fn leak_schema(text: &str) -> Result<&'static Schema, String> {
     if let Some(schema) = cache.get(text) {
         return Ok(schema);
     }
-    let schema = Schema::parse_str(text).map_err(|e| e.to_string())?;
+    let schema = schemas::parse(text)?;
     let schema: &'static Schema = Box::leak(Box::new(schema));
     cache.insert(text.to_owned(), schema);
     Ok(schema)

@@ -206,9 +206,24 @@ fn dedupe_named(value: Value, namespace: Option<&str>, defined: &mut HashSet<Str
 
 /// Parses a schema text.
 ///
+/// A union of one member (the schema of a topic that carries one event type,
+/// such as `crm.solution.dismantle.v1`) is parsed member first and then
+/// wrapped: the same schema, canonical form and fingerprint, without the
+/// parser's "Union schema with just one member" warning on every start. (The
+/// wire stays a one-branch union, as released; dropping the union would change
+/// the registered schema and the single-object fingerprint.)
+///
 /// # Errors
 /// The parser's message when the text is not a valid Avro schema.
 pub fn parse(text: &str) -> Result<Schema, String> {
+    if let Ok(Value::Array(mut members)) = serde_json::from_str::<Value>(text)
+        && members.len() == 1
+    {
+        let member = Schema::parse(&members.remove(0)).map_err(|e| e.to_string())?;
+        let union =
+            apache_avro::schema::UnionSchema::new(vec![member]).map_err(|e| e.to_string())?;
+        return Ok(Schema::Union(union));
+    }
     Schema::parse_str(text).map_err(|e| e.to_string())
 }
 

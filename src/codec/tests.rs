@@ -1,8 +1,8 @@
-use super::fake_registry::FakeRegistry;
 use super::*;
 use crate::contract::{Category, OutputEnvelope, OutputEvent, Vertical};
 use crate::time::{Rfc3339, Timestamp};
 use serde_json::{Value as Json, json};
+use terminus_test_support::FakeRegistry;
 use uuid::Uuid;
 
 const REQUEST: &str = r#"{"eventId":"e1","eventType":"CustomerTerminationRequested","eventTime":"2026-11-27T10:15:00Z","correlationId":"req-1","source":"care","event":{"customerId":"C-1","requestedEffectiveDate":"2026-12-31","reason":"moving","erasureRequested":true}}"#;

@@ -60,6 +60,12 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    pub const ALL: [IgnoreReason; 3] = [
+        IgnoreReason::NotDismantling,
+        IgnoreReason::UnknownTermination,
+        IgnoreReason::VerticalSettled,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             IgnoreReason::NotDismantling => "NotDismantling",

@@ -83,6 +83,16 @@ impl Metrics {
                 .dead_letters
                 .get_or_create(&labels(&[("reason", reason.as_str())]));
         }
+        for code in crate::contract::RejectionCode::ALL {
+            let _ = m
+                .rejections
+                .get_or_create(&labels(&[("reason_code", code.as_str())]));
+        }
+        for reason in crate::domain::IgnoreReason::ALL {
+            let _ = m
+                .outcomes_ignored
+                .get_or_create(&labels(&[("reason", reason.as_str())]));
+        }
         for result in ["committed", "aborted"] {
             let _ = m.transactions.get_or_create(&labels(&[("result", result)]));
         }
@@ -210,6 +220,32 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Starts the events counters of every (topic, event type) the contract
+    /// allows at 0, under the configured topic names, so that every metric has
+    /// a series from the start (`invalid` counts dead-lettered input).
+    pub fn start_topic_counters(&self, topics: &crate::kafka::topics::TopicNames) {
+        use crate::contract::Topic;
+        for topic in Topic::INPUTS {
+            let name = topics.name(topic);
+            for event_type in crate::codec::schemas::event_types_of(topic)
+                .into_iter()
+                .chain(["invalid"])
+            {
+                let _ = self
+                    .events_consumed
+                    .get_or_create(&labels(&[("topic", name), ("event_type", event_type)]));
+            }
+        }
+        for topic in Topic::OUTPUTS {
+            let name = topics.name(topic);
+            for event_type in crate::codec::schemas::event_types_of(topic) {
+                let _ = self
+                    .events_produced
+                    .get_or_create(&labels(&[("topic", name), ("event_type", event_type)]));
+            }
+        }
     }
 
     pub fn event_consumed(&self, topic: &str, event_type: &str) {

@@ -50,14 +50,28 @@ pub fn init(json: bool) -> TracingGuard {
                 let p = SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
                     .with_resource(
+                        // Also OTEL_RESOURCE_ATTRIBUTES and the SDK's own
+                        // attributes (the builder's default detectors).
                         opentelemetry_sdk::Resource::builder()
                             .with_service_name("terminus")
+                            .with_attribute(opentelemetry::KeyValue::new(
+                                "service.version",
+                                env!("CARGO_PKG_VERSION"),
+                            ))
                             .build(),
                     )
                     .build();
                 let tracer = p.tracer("terminus");
                 provider = Some(p);
-                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+                // Its own filter: the per-event `decide` spans are at debug
+                // level, and RUST_LOG (info by default) is for the logs only.
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                            meta.is_span() && meta.target().starts_with("terminus")
+                        })),
+                )
             }
             Err(e) => {
                 eprintln!("OpenTelemetry export disabled: {e}");
@@ -67,10 +81,16 @@ pub fn init(json: bool) -> TracingGuard {
     } else {
         None
     };
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    // RUST_LOG filters the logs; the exporter, when there is one, has its own
+    // filter (a layer that is absent must not enable every callsite).
+    let _ = match otel {
+        Some(otel) => tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(otel)
+            .try_init(),
+        None => tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .try_init(),
+    };
     TracingGuard { provider }
 }

@@ -45,7 +45,8 @@ pub struct WorkerOptions {
     /// instance gets its partitions back without a rebalance, but a stopped one
     /// does not leave the group; its partitions move after the session timeout.
     pub static_membership: bool,
-    /// Longest a partition restore may take before the worker gives up.
+    /// Longest a partition restore may take before the worker gives up
+    /// (default 5 min).
     pub restore_timeout: Duration,
     pub policy: Policy,
     /// Wire format of the outputs (inputs are detected per record).
@@ -74,28 +75,14 @@ impl std::fmt::Debug for RegistrySettings {
 }
 
 impl WorkerOptions {
+    /// The defaults of `terminus run`'s flags (defined once, in `crate::cli`),
+    /// with these Kafka settings.
     pub fn new(kafka: KafkaSettings) -> Self {
-        WorkerOptions {
-            kafka,
-            topics: TopicNames::default(),
-            group_id: "terminus".into(),
-            instance_id: "terminus-0".into(),
-            commit_interval: Duration::from_millis(100),
-            batch_size: 5000,
-            max_transaction_records: 20_000,
-            max_transaction_bytes: 32 * 1024 * 1024,
-            timers_per_transaction: 1000,
-            max_record_bytes: 1024 * 1024,
-            future_tolerance: Duration::from_secs(300),
-            timer_interval: Duration::from_secs(1),
-            transaction_timeout: Duration::from_secs(10),
-            session_timeout: Duration::from_secs(45),
-            static_membership: false,
-            restore_timeout: Duration::from_secs(300),
-            policy: Policy::default(),
-            output_format: WireFormat::Json,
-            schema_registry: None,
-        }
+        let (mut options, _) = crate::cli::RunArgs::defaults()
+            .worker_options(Vec::new())
+            .expect("the defaults are valid");
+        options.kafka = kafka;
+        options
     }
 
     /// The largest record the producer writes: its `message.max.bytes`

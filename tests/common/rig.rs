@@ -22,6 +22,8 @@ pub struct Rig {
     pub group: String,
     pub log_dir: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables of every worker (for example `OTEL_*`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -38,6 +40,7 @@ impl Rig {
             log_dir: std::env::temp_dir().join(format!("terminus-test-{prefix}")),
             prefix,
             extra_args: Vec::new(),
+            extra_env: Vec::new(),
         };
         std::fs::create_dir_all(&rig.log_dir).expect("log dir");
         let (inputs, others) = rig.topic_roles();
@@ -118,6 +121,10 @@ impl Rig {
                 &["--admin-addr", "127.0.0.1:0"][..]
             })
             .env("RUST_LOG", "info")
+            // The tests' own variable, not a librdkafka property: the worker
+            // would warn about it (it has --bootstrap-servers).
+            .env_remove("KAFKA_BOOTSTRAP")
+            .envs(self.extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -253,6 +260,19 @@ pub fn high_watermarks(topic: &str) -> Option<Vec<(i32, i64)>> {
                 .map(|(_, high)| (p, high))
         })
         .collect()
+}
+
+/// A worker process that is killed when dropped, so that a failing test
+/// leaves no worker behind (stop it with [`stop`] for a graceful end).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 pub fn stop(child: &mut Child) {

@@ -11,7 +11,8 @@
 //! | `GET /subjects/{s}/versions/latest` | `{"subject", "version", "id", "schema"}` |
 //!
 //! With credentials set, every request without them gets `401`
-//! `{"error_code": 40101}`. Scripted answers ([`FakeRegistry::script`]) override
+//! `{"error_code": 40101}`. Query parameters are accepted and ignored (Confluent's
+//! own clients send `?normalize=false` and `?subject=…`). Scripted answers ([`FakeRegistry::script`]) override
 //! a path, for testing outages and malformed answers.
 
 use apache_avro::Schema;
@@ -91,7 +92,7 @@ impl FakeRegistry {
 
     /// Requires HTTP basic authentication with these credentials.
     pub fn require_basic_auth(&self, user: &str, password: &str) {
-        let token = super::registry::basic_auth_token(user, password);
+        let token = super::basic_auth_token(user, password);
         self.state().auth = Some(format!("Basic {token}"));
     }
 
@@ -208,6 +209,9 @@ fn handle(
     {
         return error(401, 40101, "Unauthorized");
     }
+    // Query parameters (`?normalize=false`, `?subject=…` from Confluent's
+    // clients) do not change the answers here.
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     if let Some((status, body)) = state.scripted.get(path) {
         return (*status, body.clone());
     }
