@@ -69,9 +69,10 @@ impl Restorer {
                 role: "changelog restore consumer",
                 source,
             })?;
+        // No group: it only asks for watermarks, and a group id would need
+        // an ACL of its own.
         let mut config = opts.kafka.client_config();
         config
-            .set("group.id", format!("{}-restore-probe", opts.group_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_uncommitted");
         let probe = config

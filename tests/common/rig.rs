@@ -121,6 +121,10 @@ impl Rig {
                 &["--admin-addr", "127.0.0.1:0"][..]
             })
             .env("RUST_LOG", "info")
+            // scripts/test's own variables, not librdkafka properties: a
+            // worker would (rightly) warn that it ignores them.
+            .env_remove("KAFKA_SECURE_BOOTSTRAP")
+            .env_remove("KAFKA_SECURE_CA")
             // The tests' own variable, not a librdkafka property: the worker
             // would warn about it (it has --bootstrap-servers).
             .env_remove("KAFKA_BOOTSTRAP")
