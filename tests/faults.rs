@@ -8,46 +8,12 @@ mod common;
 use common::rig::{
     PARTITIONS, Rig, assert_same_outputs, at, envelope, journeys, simulate, simulate_with, stop,
 };
-use common::{consume_until_idle, produce};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use common::{consume_until_idle, free_port, http, produce, wait_for};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use terminus::domain::{Policy, Rule};
 use terminus::time::Period;
 use terminus::time::Timestamp;
-
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn metric(metrics: &str, series: &str) -> f64 {
     metrics
@@ -55,14 +21,6 @@ fn metric(metrics: &str, series: &str) -> f64 {
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-async fn wait_for(what: &str, max: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + max;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn signal(child: &std::process::Child, sig: &str) {

@@ -15,7 +15,6 @@ use common::rig::{Rig, by_key, envelope, journeys, simulate, stop};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use terminus::domain::{Policy, Rule};
@@ -251,18 +250,6 @@ async fn soak_month_end_burst() {
     assert_eq!((missing, dup), (0, 0));
 }
 
-fn kafka(action: &str, port: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
-    let controller = (port.parse::<u32>().unwrap_or(19592) + 1).to_string();
-    let status = Command::new(script)
-        .arg(action)
-        .env("KAFKA_PORT", port)
-        .env("KAFKA_CONTROLLER_PORT", controller)
-        .status()
-        .expect("run scripts/kafka");
-    assert!(status.success(), "scripts/kafka {action} failed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "half an hour: run with scripts/soak"]
 async fn soak_chaos() {
@@ -310,9 +297,9 @@ async fn soak_chaos() {
                 }
                 3 if port.is_some() => {
                     let p = port.as_deref().unwrap_or_default();
-                    kafka("stop", p);
+                    common::broker::kafka("stop", p);
                     tokio::time::sleep(Duration::from_secs(rng.random_range(2..15))).await;
-                    kafka("start", p);
+                    common::broker::kafka("start", p);
                     restarts += 1;
                 }
                 _ => {}
