@@ -5,18 +5,13 @@
 
 mod common;
 
+use common::free_port;
+
 use common::bootstrap;
 use common::rig::{Rig, Running, envelope, stop};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn inspect(rig: &Rig, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_terminus"))

@@ -19,18 +19,13 @@
 
 mod common;
 
+use common::free_port;
+
 use common::rig::{Rig, Running, envelope, stop};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// GET `url`: (status, body); status 0 when nothing answered.
 fn get(url: &str) -> (u16, String) {

@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::free_port;
+
 use common::rig::{Rig, Running, stop};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -22,13 +24,6 @@ use std::time::{Duration, Instant};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const INCOMING_SPAN: &str = "a0f067aa0ba902b7";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn get(url: &str) -> (u16, String) {
     match ureq::get(url)
