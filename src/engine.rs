@@ -6,70 +6,11 @@
 
 use crate::contract::{InputEnvelope, OutputRecord};
 use crate::domain::{CustomerState, Decision, Effect, Input, Policy, decide};
+pub use crate::store::{MemoryStore, StateStore};
+use crate::store::{TimerEntry, timer_of};
 use crate::time::Timestamp;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-
-/// Where customers' states live. The in-memory map is the only implementation
-/// today; an embedded on-disk store (with a cache in front) fits behind the same
-/// four calls without touching the core or the engine.
-pub trait StateStore {
-    /// Removes and returns a customer's state, to be handed back with [`save`](Self::save).
-    fn take(&mut self, key: &str) -> Option<CustomerState>;
-    /// Stores a state, or forgets the customer on `None`.
-    fn save(&mut self, key: &str, state: Option<CustomerState>);
-    fn get(&self, key: &str) -> Option<&CustomerState>;
-    /// The stored state, to be replaced in place (saves a remove and an insert
-    /// on the hot path).
-    fn get_mut(&mut self, key: &str) -> Option<&mut CustomerState>;
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Visits every stored state (for gauges and for rebuilding the timer index).
-    fn for_each(&self, f: &mut dyn FnMut(&str, &CustomerState));
-}
-
-/// The in-memory store: a hash map from customer id to state.
-#[derive(Default, Debug)]
-pub struct MemoryStore {
-    states: HashMap<String, CustomerState>,
-}
-
-impl StateStore for MemoryStore {
-    fn take(&mut self, key: &str) -> Option<CustomerState> {
-        self.states.remove(key)
-    }
-
-    fn save(&mut self, key: &str, state: Option<CustomerState>) {
-        match state {
-            Some(s) => {
-                self.states.insert(key.to_owned(), s);
-            }
-            None => {
-                self.states.remove(key);
-            }
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&CustomerState> {
-        self.states.get(key)
-    }
-
-    fn get_mut(&mut self, key: &str) -> Option<&mut CustomerState> {
-        self.states.get_mut(key)
-    }
-
-    fn len(&self) -> usize {
-        self.states.len()
-    }
-
-    fn for_each(&self, f: &mut dyn FnMut(&str, &CustomerState)) {
-        for (k, v) in &self.states {
-            f(k, v);
-        }
-    }
-}
 
 /// The outcome of handling one event.
 #[derive(Debug)]
@@ -79,13 +20,22 @@ pub struct Handled {
 }
 
 /// A set of customers with their states and timers.
+///
+/// Committed states live in the store; the open batch's changes live here,
+/// in an overlay that [`commit`](Self::commit) hands to the store and
+/// [`rollback`](Self::rollback) drops, so that a store never holds anything
+/// an abort could undo.
 pub struct Engine<S: StateStore = MemoryStore> {
     policy: Arc<Policy>,
     store: S,
-    /// (due, customer) of every armed timer: the next one is the first entry.
-    timers: BTreeSet<(Timestamp, String)>,
-    /// The state each customer had before the current batch touched it.
-    undo: HashMap<String, Option<CustomerState>>,
+    /// The open batch's changed states (`None`: the customer is forgotten).
+    dirty: HashMap<String, Option<CustomerState>>,
+    /// Timers armed by the dirty states. A dirty customer's committed timer
+    /// no longer counts.
+    dirty_timers: BTreeSet<TimerEntry>,
+    /// Every committed timer up to here belongs to a dirty customer: the next
+    /// search starts after it (reset whenever the overlay or the store changes).
+    cursor: Option<TimerEntry>,
 }
 
 impl Engine<MemoryStore> {
@@ -99,8 +49,9 @@ impl<S: StateStore> Engine<S> {
         Engine {
             policy,
             store,
-            timers: BTreeSet::new(),
-            undo: HashMap::new(),
+            dirty: HashMap::new(),
+            dirty_timers: BTreeSet::new(),
+            cursor: None,
         }
     }
 
@@ -108,16 +59,21 @@ impl<S: StateStore> Engine<S> {
         &self.policy
     }
 
-    /// Loads a state read from the changelog (`None` for a tombstone). Not part
-    /// of any batch: restored state is already committed.
+    /// Loads states read from the changelog (`None` for a tombstone), which
+    /// reach changelog offset `up_to`. Not part of any batch: restored state
+    /// is already committed.
+    pub fn restore_batch(
+        &mut self,
+        records: Vec<(String, Option<CustomerState>)>,
+        up_to: Option<i64>,
+    ) {
+        self.cursor = None;
+        self.store.apply(records, up_to);
+    }
+
+    /// Loads one state read from the changelog.
     pub fn restore(&mut self, key: &str, state: Option<CustomerState>) {
-        if let Some(old) = self.store.take(key) {
-            self.unindex(key, &old);
-        }
-        if let Some(s) = &state {
-            self.index(key, s);
-        }
-        self.store.save(key, state);
+        self.restore_batch(vec![(key.to_owned(), state)], None);
     }
 
     /// Handles one decoded event at wall/logical time `now`.
@@ -133,18 +89,8 @@ impl<S: StateStore> Engine<S> {
     /// by customer id), one timer at a time so that order is global.
     pub fn fire_due(&mut self, now: Timestamp) -> Vec<OutputRecord> {
         let mut outputs = Vec::new();
-        while let Some((due, key)) = self.timers.first().cloned() {
-            if due > now {
-                break;
-            }
-            let decision = self.step(&key, Input::Timers, due);
-            if !decision.changed {
-                // Every armed timer changes the phase when it fires; one that did
-                // not would be popped again forever. Leave it for the next tick.
-                debug_assert!(false, "timer {due} of a customer did not fire");
-                break;
-            }
-            outputs.extend(decision.outputs);
+        while let Some(fired) = self.fire_next_due(now) {
+            outputs.extend(fired);
         }
         outputs
     }
@@ -154,54 +100,84 @@ impl<S: StateStore> Engine<S> {
     /// transaction, earliest first; the order of one customer's timers is
     /// the same as with [`fire_due`](Self::fire_due).
     pub fn fire_next_due(&mut self, now: Timestamp) -> Option<Vec<OutputRecord>> {
-        let (due, key) = self.timers.first().cloned()?;
+        let (due, key) = self.next_timer()?;
         if due > now {
             return None;
         }
         let decision = self.step(&key, Input::Timers, due);
         if !decision.changed {
-            // See fire_due: a timer that does not move the phase would be
-            // popped forever; drop it from the index rather than spin.
+            // Every armed timer changes the phase when it fires; one that did
+            // not would be found again forever. Step past it.
             debug_assert!(false, "timer {due} of a customer did not fire");
-            self.timers.remove(&(due, key));
+            self.dirty_timers.remove(&(due, key.clone()));
+            self.cursor = Some((due, key));
             return Some(Vec::new());
         }
         Some(decision.outputs)
     }
 
+    /// The earliest armed timer, counting the open batch's changes.
+    fn next_timer(&mut self) -> Option<TimerEntry> {
+        let committed = loop {
+            match self.store.next_timer(self.cursor.as_ref()) {
+                Some(entry) if self.dirty.contains_key(&entry.1) => self.cursor = Some(entry),
+                other => break other,
+            }
+        };
+        match (committed, self.dirty_timers.first()) {
+            (Some(c), Some(d)) => Some(if *d < c { d.clone() } else { c }),
+            (c, d) => c.or_else(|| d.cloned()),
+        }
+    }
+
     /// The state as the last committed batch left it: what a query may show,
     /// since an abort would undo anything newer.
-    pub fn committed(&self, key: &str) -> Option<&CustomerState> {
-        match self.undo.get(key) {
-            Some(before) => before.as_ref(),
-            None => self.store.get(key),
-        }
+    pub fn committed(&self, key: &str) -> Option<CustomerState> {
+        self.store.load(key)
     }
 
     /// How many customers the open batch changed (changelog records to write).
     pub fn changed_count(&self) -> usize {
-        self.undo.len()
+        self.dirty.len()
     }
 
-    /// The earliest armed timer.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.timers.first().map(|(due, _)| *due)
+    /// When the earliest armed timer is due.
+    pub fn next_due(&mut self) -> Option<Timestamp> {
+        self.next_timer().map(|(due, _)| due)
     }
 
-    pub fn get(&self, key: &str) -> Option<&CustomerState> {
-        self.store.get(key)
+    /// A customer's state, including the open batch's changes.
+    pub fn get(&self, key: &str) -> Option<CustomerState> {
+        match self.dirty.get(key) {
+            Some(state) => state.clone(),
+            None => self.store.load(key),
+        }
     }
 
+    /// Customers, counting the open batch's changes.
     pub fn len(&self) -> usize {
-        self.store.len()
+        let delta = self.dirty_delta(|s| s.is_some());
+        (self.store.stats().customers() as i64 + delta).max(0) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+        self.len() == 0
     }
 
+    /// Armed timers, counting the open batch's changes.
     pub fn timer_count(&self) -> usize {
-        self.timers.len()
+        let delta = self.dirty_delta(|s| s.is_some_and(|s| s.next_timer().is_some()));
+        (self.store.stats().timers as i64 + delta).max(0) as usize
+    }
+
+    /// How many more dirty states than their committed ones satisfy `count`.
+    fn dirty_delta(&self, count: impl Fn(Option<&CustomerState>) -> bool) -> i64 {
+        self.dirty
+            .iter()
+            .map(|(key, after)| {
+                i64::from(count(after.as_ref())) - i64::from(count(self.store.load(key).as_ref()))
+            })
+            .sum()
     }
 
     pub fn store(&self) -> &S {
@@ -211,67 +187,66 @@ impl<S: StateStore> Engine<S> {
     /// The customers changed since the last [`commit`](Self::commit), with their
     /// current state (`None`: write a tombstone), in key order.
     pub fn changes(&self) -> Vec<(&str, Option<&CustomerState>)> {
-        let mut keys: Vec<&str> = self.undo.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        keys.into_iter().map(|k| (k, self.store.get(k))).collect()
+        let mut out: Vec<(&str, Option<&CustomerState>)> = self
+            .dirty
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_ref()))
+            .collect();
+        out.sort_unstable_by_key(|(k, _)| *k);
+        out
     }
 
-    /// The batch is durable: forget how to undo it.
+    /// The batch is durable: hand its changes to the store.
     pub fn commit(&mut self) {
-        self.undo.clear();
+        self.commit_at(None);
     }
 
-    /// The batch was aborted: put back every state it changed.
-    pub fn rollback(&mut self) {
-        for (key, before) in std::mem::take(&mut self.undo) {
-            self.restore(&key, before);
+    /// The batch is durable, and its changelog records reach offset
+    /// `checkpoint`: hand both to the store, which keeps them together.
+    pub fn commit_at(&mut self, checkpoint: Option<i64>) {
+        self.dirty_timers.clear();
+        self.cursor = None;
+        if self.dirty.is_empty() && checkpoint.is_none() {
+            return;
         }
+        let changes: Vec<(String, Option<CustomerState>)> = self.dirty.drain().collect();
+        self.store.apply(changes, checkpoint);
+    }
+
+    /// The batch was aborted: forget every change it made.
+    pub fn rollback(&mut self) {
+        self.dirty.clear();
+        self.dirty_timers.clear();
+        self.cursor = None;
     }
 
     fn step(&mut self, key: &str, input: Input<'_>, now: Timestamp) -> Decision {
-        let mut slot = self.store.get_mut(key);
-        let before = slot.as_deref_mut().map(std::mem::take);
-        let timer_before = before.as_ref().and_then(due_of);
-        let backup = (!self.undo.contains_key(key)).then(|| before.clone());
-        let existed = before.is_some();
+        let (before, was_dirty) = match self.dirty.get_mut(key) {
+            Some(slot) => (slot.take(), true),
+            None => (self.store.load(key), false),
+        };
+        let timer_before = before.as_ref().and_then(|s| timer_of(key, s));
         let mut decision = decide(key, before, input, now, &self.policy);
-        if decision.changed
-            && let Some(backup) = backup
-        {
-            self.undo.insert(key.to_owned(), backup);
-        }
-        let timer_after = decision.state.as_ref().and_then(due_of);
-        if timer_before != timer_after {
-            if let Some(due) = timer_before {
-                self.timers.remove(&(due, key.to_owned()));
+        if !decision.changed {
+            if was_dirty {
+                // Unchanged: the state handed back is the one taken out.
+                self.dirty.insert(key.to_owned(), decision.state.take());
             }
-            if let Some(due) = timer_after {
-                self.timers.insert((due, key.to_owned()));
+            return decision;
+        }
+        let after = decision.state.take();
+        let timer_after = after.as_ref().and_then(|s| timer_of(key, s));
+        if was_dirty {
+            if let Some(t) = &timer_before {
+                self.dirty_timers.remove(t);
             }
         }
-        match (slot, decision.state.take()) {
-            (Some(slot), Some(state)) => *slot = state,
-            (_, None) if !existed => {}
-            (_, state) => self.store.save(key, state),
+        if let Some(t) = timer_after {
+            self.dirty_timers.insert(t);
         }
+        self.dirty.insert(key.to_owned(), after);
         decision
     }
-
-    fn index(&mut self, key: &str, state: &CustomerState) {
-        if let Some((due, _)) = state.next_timer() {
-            self.timers.insert((due, key.to_owned()));
-        }
-    }
-
-    fn unindex(&mut self, key: &str, state: &CustomerState) {
-        if let Some((due, _)) = state.next_timer() {
-            self.timers.remove(&(due, key.to_owned()));
-        }
-    }
-}
-
-fn due_of(state: &CustomerState) -> Option<Timestamp> {
-    state.next_timer().map(|(due, _)| due)
 }
 
 /// The engines of the partitions a worker owns, by partition number.
@@ -310,7 +285,7 @@ impl SharedEngines {
         match engines.get(&partition) {
             None => Lookup::NotOwned,
             Some(engine) => match engine.committed(key) {
-                Some(state) => Lookup::Found(Box::new(state.clone())),
+                Some(state) => Lookup::Found(Box::new(state)),
                 None => Lookup::Unknown,
             },
         }

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod policy_check;
 pub mod policy_file;
 pub mod simulate;
+pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod worker;

@@ -194,7 +194,7 @@ fn state_records() -> Vec<Json> {
     let mut snapshot = |engine: &Engine| {
         for (_, state) in engine.changes() {
             if let Some(state) = state {
-                states.push(serde_json::from_slice::<Json>(&state.to_bytes()).unwrap());
+                states.push(serde_json::from_slice::<Json>(&state.to_json_bytes()).unwrap());
             }
         }
     };

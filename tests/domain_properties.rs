@@ -264,13 +264,13 @@ struct Run {
 }
 
 fn states(engine: &Engine) -> Vec<Option<CustomerState>> {
-    CUSTOMERS.iter().map(|c| engine.get(c).cloned()).collect()
+    CUSTOMERS.iter().map(|c| engine.get(c)).collect()
 }
 
 /// A clone of every stored state through its changelog bytes.
 fn round_trip_all(engine: &mut Engine) {
     for c in CUSTOMERS {
-        if let Some(state) = engine.get(c).cloned() {
+        if let Some(state) = engine.get(c) {
             let copy = CustomerState::from_bytes(&state.to_bytes()).expect("state reads back");
             assert_eq!(copy, state, "state survives to_bytes/from_bytes");
             engine.restore(c, Some(copy));

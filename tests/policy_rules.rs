@@ -577,7 +577,7 @@ fn states_written_before_policy_rules_get_the_default_rule() {
     );
     // And it writes back without the field until a rule is chosen.
     assert!(
-        !String::from_utf8(state.to_bytes())
+        !String::from_utf8(state.to_json_bytes())
             .unwrap()
             .contains("policy_rule")
     );

@@ -7,6 +7,7 @@ pub mod ids;
 mod machine;
 mod policy;
 mod state;
+pub mod state_codec;
 
 pub use machine::{Decision, Effect, IgnoreReason, Input, decide};
 pub use policy::{

@@ -213,19 +213,31 @@ impl CustomerState {
         }
     }
 
-    /// Serialises for the changelog.
+    /// Serialises for the changelog, in the compact binary layout
+    /// (`state_codec`).
     pub fn to_bytes(&self) -> Vec<u8> {
+        super::state_codec::encode(self)
+    }
+
+    /// Serialises as JSON: the record earlier releases wrote, still written
+    /// with `--state-format json` (for a rolling upgrade from them) and what
+    /// `terminus inspect --json` prints.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Reads a changelog record written by this or an earlier release.
+    /// Reads a changelog record written by this or an earlier release, binary
+    /// or JSON.
     ///
     /// # Errors
     /// [`StateDecodeError`] when the bytes are not a state record or come from a
     /// newer release than this one.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateDecodeError> {
-        let state: CustomerState = serde_json::from_slice(bytes)
-            .map_err(|e| StateDecodeError::Malformed(e.to_string()))?;
+        let state: CustomerState = if bytes.first() == Some(&super::state_codec::BINARY_MARKER) {
+            super::state_codec::decode(bytes)?
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| StateDecodeError::Malformed(e.to_string()))?
+        };
         if state.v > STATE_VERSION {
             return Err(StateDecodeError::TooNew(state.v));
         }

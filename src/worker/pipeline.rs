@@ -189,7 +189,7 @@ impl Pipeline {
             let mut engines = self.engines.lock();
             while fired.customers < max_customers {
                 let earliest = engines
-                    .iter()
+                    .iter_mut()
                     .filter_map(|(p, e)| e.next_due().filter(|d| *d <= now).map(|d| (d, *p)))
                     .min();
                 let Some((_, partition)) = earliest else {
@@ -205,7 +205,7 @@ impl Pipeline {
                 records.extend(outputs);
             }
             fired.more_due = engines
-                .values()
+                .values_mut()
                 .any(|e| e.next_due().is_some_and(|d| d <= now));
         }
         if fired.customers > 0 {
@@ -222,7 +222,7 @@ impl Pipeline {
     pub fn timers_due(&self, now: Timestamp) -> bool {
         self.engines
             .lock()
-            .values()
+            .values_mut()
             .any(|e| e.next_due().is_some_and(|d| d <= now))
     }
 
@@ -276,17 +276,17 @@ impl Pipeline {
             Phase::NAMES.iter().map(|n| (*n, 0)).collect();
         let mut oldest: Option<Timestamp> = None;
         for engine in self.engines.lock().values() {
-            gauges.pending_timers += engine.timer_count() as i64;
-            engine.store().for_each(&mut |_, state| {
-                *by_state.entry(state.phase.name()).or_default() += 1;
-                if let Phase::Dismantling { dismantle, .. } = &state.phase {
-                    if dismantle.stalled {
-                        gauges.stalled += 1;
-                    }
-                    oldest =
-                        Some(oldest.map_or(dismantle.started_at, |o| o.min(dismantle.started_at)));
+            let stats = engine.store().stats();
+            gauges.pending_timers += stats.timers as i64;
+            for (name, count) in Phase::NAMES.iter().zip(stats.by_phase) {
+                *by_state.entry(name).or_default() += count as i64;
+            }
+            for (started_at, stalled) in stats.dismantling.values() {
+                if *stalled {
+                    gauges.stalled += 1;
                 }
-            });
+                oldest = Some(oldest.map_or(*started_at, |o| o.min(*started_at)));
+            }
         }
         gauges.by_state = by_state.into_iter().collect();
         gauges.oldest_dismantle_age_seconds = oldest.map_or(0.0, |o| now.since(o).as_secs_f64());

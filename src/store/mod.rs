@@ -1,0 +1,111 @@
+//! Where customers' committed states live: in memory, or in an embedded
+//! on-disk store that is a cache of the changelog.
+//!
+//! A store holds only what Kafka has committed. The [`Engine`](crate::engine::Engine)
+//! keeps the open batch's changes in its own overlay and hands them over with
+//! [`StateStore::apply`] after the transaction commits, together with the
+//! changelog offset they reach; an abort simply drops the overlay. Each store
+//! keeps the indexes derived from the states (timers by due time, the counts
+//! behind the gauges) in step with the states it holds.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::domain::{CustomerState, Phase};
+use crate::time::Timestamp;
+use std::collections::HashMap;
+
+/// An armed timer: when it is due, and whose it is. Ordered by due time, then
+/// customer id, which is the order timers fire in.
+pub type TimerEntry = (Timestamp, String);
+
+/// The committed states of one set of customers (one input partition's, in
+/// the worker), with their timer index.
+///
+/// Reads are infallible by design: an on-disk store that fails to read
+/// records the failure, answers as best it can and reports it through
+/// [`failure`](Self::failure), which the worker checks before every commit —
+/// so a failed read can spoil an open transaction, never a committed one.
+pub trait StateStore {
+    /// A customer's committed state.
+    fn load(&self, key: &str) -> Option<CustomerState>;
+    /// The earliest committed timer strictly after `after` (from the start
+    /// with `None`).
+    fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry>;
+    /// Stores a committed batch's changes (`None` forgets the customer) and,
+    /// atomically with them, the changelog offset they reach.
+    fn apply(&mut self, changes: Vec<(String, Option<CustomerState>)>, checkpoint: Option<i64>);
+    /// The changelog offset the stored states reflect, if known: a restore
+    /// reads only what comes after it.
+    fn checkpoint(&self) -> Option<i64> {
+        None
+    }
+    /// Counts derived from the stored states.
+    fn stats(&self) -> &StoreStats;
+    /// The first read or write error since the store was opened.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Counts kept in step with the stored states, so that gauges never scan
+/// millions of customers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreStats {
+    /// Customers by phase, indexed like [`Phase::NAMES`].
+    pub by_phase: [u64; 5],
+    pub timers: u64,
+    /// Customers in dismantling: when it started, and whether it stalled.
+    pub dismantling: HashMap<String, (Timestamp, bool)>,
+}
+
+impl StoreStats {
+    pub fn customers(&self) -> u64 {
+        self.by_phase.iter().sum()
+    }
+
+    /// Accounts for one customer's state replacing another.
+    pub fn replace(
+        &mut self,
+        key: &str,
+        before: Option<&CustomerState>,
+        after: Option<&CustomerState>,
+    ) {
+        if let Some(b) = before {
+            let i = phase_index(&b.phase);
+            self.by_phase[i] = self.by_phase[i].saturating_sub(1);
+            if b.next_timer().is_some() {
+                self.timers = self.timers.saturating_sub(1);
+            }
+            if matches!(b.phase, Phase::Dismantling { .. }) {
+                self.dismantling.remove(key);
+            }
+        }
+        if let Some(a) = after {
+            self.by_phase[phase_index(&a.phase)] += 1;
+            if a.next_timer().is_some() {
+                self.timers += 1;
+            }
+            if let Phase::Dismantling { dismantle, .. } = &a.phase {
+                self.dismantling
+                    .insert(key.to_owned(), (dismantle.started_at, dismantle.stalled));
+            }
+        }
+    }
+}
+
+pub fn phase_index(phase: &Phase) -> usize {
+    match phase {
+        Phase::Active => 0,
+        Phase::Pending { .. } => 1,
+        Phase::Dismantling { .. } => 2,
+        Phase::Terminated { .. } => 3,
+        Phase::Anonymized { .. } => 4,
+    }
+}
+
+/// The timer a state arms, as an index entry.
+pub fn timer_of(key: &str, state: &CustomerState) -> Option<TimerEntry> {
+    state.next_timer().map(|(due, _)| (due, key.to_owned()))
+}
