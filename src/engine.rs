@@ -236,10 +236,8 @@ impl<S: StateStore> Engine<S> {
         }
         let after = decision.state.take();
         let timer_after = after.as_ref().and_then(|s| timer_of(key, s));
-        if was_dirty {
-            if let Some(t) = &timer_before {
-                self.dirty_timers.remove(t);
-            }
+        if was_dirty && let Some(t) = &timer_before {
+            self.dirty_timers.remove(t);
         }
         if let Some(t) = timer_after {
             self.dirty_timers.insert(t);
