@@ -6,8 +6,8 @@
 
 use crate::contract::{InputEnvelope, OutputRecord};
 use crate::domain::{CustomerState, Decision, Effect, Input, Policy, decide};
+use crate::store::{Checkpoint, TimerEntry, timer_of};
 pub use crate::store::{MemoryStore, StateStore};
-use crate::store::{TimerEntry, timer_of};
 use crate::time::Timestamp;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl<S: StateStore> Engine<S> {
     pub fn restore_batch(
         &mut self,
         records: Vec<(String, Option<CustomerState>)>,
-        up_to: Option<i64>,
+        up_to: Option<Checkpoint>,
     ) {
         self.cursor = None;
         self.store.apply(records, up_to);
@@ -203,7 +203,7 @@ impl<S: StateStore> Engine<S> {
 
     /// The batch is durable, and its changelog records reach offset
     /// `checkpoint`: hand both to the store, which keeps them together.
-    pub fn commit_at(&mut self, checkpoint: Option<i64>) {
+    pub fn commit_at(&mut self, checkpoint: Option<Checkpoint>) {
         self.dirty_timers.clear();
         self.cursor = None;
         if self.dirty.is_empty() && checkpoint.is_none() {

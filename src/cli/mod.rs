@@ -13,7 +13,7 @@ use crate::domain::{Policy, Rule};
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::{DEFAULT_CHANGELOG, TopicNames};
 use crate::time::Period;
-use crate::worker::{RegistrySettings, WorkerOptions};
+use crate::worker::{RegistrySettings, StateFormat, StoreKind, WorkerOptions};
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -349,6 +349,38 @@ pub struct RunArgs {
     /// before the worker gives up (and exits non-zero for a restart).
     #[arg(long, env = "TERMINUS_RESTORE_TIMEOUT", default_value = "5m", value_parser = parse_duration, help_heading = "Operations")]
     pub restore_timeout: Duration,
+    /// Where owned partitions' committed state lives between restarts:
+    /// `disk` (an embedded store under --state-dir, a cache of the
+    /// changelog: a restart reads only the changelog's tail) or `memory`
+    /// (every restart reads the whole changelog).
+    #[arg(
+        long,
+        env = "TERMINUS_STATE_STORE",
+        default_value = "disk",
+        help_heading = "State"
+    )]
+    pub state_store: StoreKind,
+    /// Directory of the disk store, one subdirectory per changelog
+    /// partition. Give each instance its own (a persistent volume in
+    /// Kubernetes); losing it costs a full restore, never data. Default:
+    /// `<temp dir>/terminus-<group>-<instance>`.
+    #[arg(
+        long,
+        env = "TERMINUS_STATE_DIR",
+        value_name = "DIR",
+        help_heading = "State"
+    )]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Encoding of the changelog records written: `binary` (compact, the
+    /// default) or `json` (what releases before the binary record read; use
+    /// it while a rolling upgrade from them is under way). Both are read.
+    #[arg(
+        long,
+        env = "TERMINUS_STATE_FORMAT",
+        default_value = "binary",
+        help_heading = "State"
+    )]
+    pub state_format: StateFormat,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -398,6 +430,13 @@ impl RunArgs {
             .clone()
             .filter(|id| !id.trim().is_empty())
             .unwrap_or_else(host_name);
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "terminus-{}-{}",
+                sanitize(&self.group_id),
+                sanitize(&instance_id)
+            ))
+        });
         let options = WorkerOptions {
             kafka,
             topics: self.connection.topic_names(),
@@ -416,12 +455,28 @@ impl RunArgs {
             session_timeout: self.session_timeout,
             static_membership: self.static_membership,
             restore_timeout: self.restore_timeout,
+            state_store: self.state_store,
+            state_dir,
+            state_format: self.state_format,
             policy: self.policy.load()?,
             output_format: self.output_format,
             schema_registry,
         };
         Ok((options, ignored))
     }
+}
+
+/// A file-name-safe form of a group or instance id.
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Where `run` serves its admin HTTP server, and where `inspect` asks by default.

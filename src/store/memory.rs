@@ -40,7 +40,11 @@ impl StateStore for MemoryStore {
         }
     }
 
-    fn apply(&mut self, changes: Vec<(String, Option<CustomerState>)>, _checkpoint: Option<i64>) {
+    fn apply(
+        &mut self,
+        changes: Vec<(String, Option<CustomerState>)>,
+        _checkpoint: Option<super::Checkpoint>,
+    ) {
         for (key, after) in changes {
             let before = self.states.remove(&key);
             self.stats.replace(&key, before.as_ref(), after.as_ref());

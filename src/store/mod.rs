@@ -8,13 +8,24 @@
 //! keeps the indexes derived from the states (timers by due time, the counts
 //! behind the gauges) in step with the states it holds.
 
+mod disk;
 mod memory;
 
+pub use disk::{DiskDb, DiskStore, StoreError};
 pub use memory::MemoryStore;
 
 use crate::domain::{CustomerState, Phase};
 use crate::time::Timestamp;
 use std::collections::HashMap;
+
+/// The changelog record a store's state reaches: its offset, and a
+/// fingerprint of it ([`record_fingerprint`]) that a later restore checks
+/// against the record it finds there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub offset: i64,
+    pub fingerprint: u64,
+}
 
 /// An armed timer: when it is due, and whose it is. Ordered by due time, then
 /// customer id, which is the order timers fire in.
@@ -35,10 +46,14 @@ pub trait StateStore {
     fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry>;
     /// Stores a committed batch's changes (`None` forgets the customer) and,
     /// atomically with them, the changelog offset they reach.
-    fn apply(&mut self, changes: Vec<(String, Option<CustomerState>)>, checkpoint: Option<i64>);
+    fn apply(
+        &mut self,
+        changes: Vec<(String, Option<CustomerState>)>,
+        checkpoint: Option<Checkpoint>,
+    );
     /// The changelog offset the stored states reflect, if known: a restore
     /// reads only what comes after it.
-    fn checkpoint(&self) -> Option<i64> {
+    fn checkpoint(&self) -> Option<Checkpoint> {
         None
     }
     /// Counts derived from the stored states.
@@ -108,4 +123,80 @@ pub fn phase_index(phase: &Phase) -> usize {
 /// The timer a state arms, as an index entry.
 pub fn timer_of(key: &str, state: &CustomerState) -> Option<TimerEntry> {
     state.next_timer().map(|(due, _)| (due, key.to_owned()))
+}
+
+/// A fingerprint (64-bit FNV-1a) of a changelog record's key and value, kept
+/// with a store's checkpoint: finding another record at the checkpoint's
+/// offset means the changelog is not the one the store was written from.
+pub fn record_fingerprint(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(key.unwrap_or_default());
+    match value {
+        Some(v) => {
+            eat(&[1]);
+            eat(v);
+        }
+        None => eat(&[0]),
+    }
+    h
+}
+
+/// The store of one of the worker's partitions, as `--state-store` chose.
+pub enum PartitionStore {
+    Memory(MemoryStore),
+    Disk(DiskStore),
+}
+
+impl StateStore for PartitionStore {
+    fn load(&self, key: &str) -> Option<CustomerState> {
+        match self {
+            PartitionStore::Memory(s) => s.load(key),
+            PartitionStore::Disk(s) => s.load(key),
+        }
+    }
+
+    fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry> {
+        match self {
+            PartitionStore::Memory(s) => s.next_timer(after),
+            PartitionStore::Disk(s) => s.next_timer(after),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        changes: Vec<(String, Option<CustomerState>)>,
+        checkpoint: Option<Checkpoint>,
+    ) {
+        match self {
+            PartitionStore::Memory(s) => s.apply(changes, checkpoint),
+            PartitionStore::Disk(s) => s.apply(changes, checkpoint),
+        }
+    }
+
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        match self {
+            PartitionStore::Memory(s) => s.checkpoint(),
+            PartitionStore::Disk(s) => s.checkpoint(),
+        }
+    }
+
+    fn stats(&self) -> &StoreStats {
+        match self {
+            PartitionStore::Memory(s) => s.stats(),
+            PartitionStore::Disk(s) => s.stats(),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self {
+            PartitionStore::Memory(s) => s.failure(),
+            PartitionStore::Disk(s) => s.failure(),
+        }
+    }
 }

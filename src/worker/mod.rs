@@ -21,7 +21,7 @@ mod restore;
 mod tracing_context;
 pub mod transaction;
 
-pub use options::{RegistrySettings, WorkerOptions};
+pub use options::{RegistrySettings, StateFormat, StoreKind, WorkerOptions};
 pub use processor::Counters;
 
 use crate::engine::SharedEngines;

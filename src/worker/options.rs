@@ -4,7 +4,26 @@ use crate::codec::WireFormat;
 use crate::domain::Policy;
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::TopicNames;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where committed state lives between restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// An embedded on-disk store, a cache of the changelog.
+    Disk,
+    /// Memory only: every restart reads the whole changelog.
+    Memory,
+}
+
+/// How changelog records are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateFormat {
+    /// The compact binary record (see docs/design.md, "State record").
+    Binary,
+    /// JSON, as releases before the binary record wrote.
+    Json,
+}
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -48,6 +67,12 @@ pub struct WorkerOptions {
     /// Longest a partition restore may take before the worker gives up
     /// (default 5 min).
     pub restore_timeout: Duration,
+    /// Where committed state lives between restarts (default disk).
+    pub state_store: StoreKind,
+    /// The disk store's directory.
+    pub state_dir: PathBuf,
+    /// How changelog records are written (default binary; both are read).
+    pub state_format: StateFormat,
     pub policy: Policy,
     /// Wire format of the outputs (inputs are detected per record).
     pub output_format: WireFormat,

@@ -19,16 +19,64 @@
 use super::WorkerError;
 use super::options::WorkerOptions;
 use super::records::Outgoing;
+use crate::store::Checkpoint;
+use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use std::sync::Arc;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
+pub type TxProducer = ThreadedProducer<ChangelogDeliveries>;
+
+/// The producer's context: notes the offset of every changelog record the
+/// brokers acknowledge, so that a committed transaction tells each
+/// partition's store which changelog offset its state reaches.
+pub struct ChangelogDeliveries {
+    changelog: String,
+    marks: Mutex<BTreeMap<i32, Checkpoint>>,
+}
+
+impl ChangelogDeliveries {
+    fn take(&self) -> BTreeMap<i32, Checkpoint> {
+        std::mem::take(
+            &mut *self
+                .marks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl ClientContext for ChangelogDeliveries {}
+
+impl ProducerContext for ChangelogDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let Ok(msg) = result else { return };
+        if msg.topic() != self.changelog {
+            return;
+        }
+        let mark = Checkpoint {
+            offset: msg.offset(),
+            fingerprint: crate::store::record_fingerprint(msg.key(), msg.payload()),
+        };
+        let mut marks = self
+            .marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = marks.entry(msg.partition()).or_insert(mark);
+        if mark.offset >= entry.offset {
+            *entry = mark;
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnState {
@@ -100,6 +148,9 @@ impl Transactions {
             TxnState::Open => Ok(()),
             TxnState::Idle => match self.producer.begin_transaction() {
                 Ok(()) => {
+                    // Reports of an aborted transaction's records say nothing
+                    // about committed state.
+                    self.producer.context().take();
                     self.state = TxnState::Open;
                     self.opened = Some(Instant::now());
                     Ok(())
@@ -223,6 +274,13 @@ impl Transactions {
                 }
             }
         }
+    }
+
+    /// The changelog records the last committed transaction wrote, by
+    /// partition: the offset of the last one and its fingerprint. Call
+    /// right after [`commit`](Self::commit) succeeds.
+    pub fn take_changelog_marks(&self) -> BTreeMap<i32, Checkpoint> {
+        self.producer.context().take()
     }
 
     /// Aborts the open transaction, if any.
@@ -354,10 +412,17 @@ fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "lz4");
-    let producer: TxProducer = config.create().map_err(|source| WorkerError::Client {
-        role: "transactional producer",
-        source,
-    })?;
+    let context = ChangelogDeliveries {
+        changelog: opts.topics.changelog.clone(),
+        marks: Mutex::new(BTreeMap::new()),
+    };
+    let producer: TxProducer =
+        config
+            .create_with_context(context)
+            .map_err(|source| WorkerError::Client {
+                role: "transactional producer",
+                source,
+            })?;
     producer
         .init_transactions(Duration::from_secs(60))
         .map_err(|e| {

@@ -1,0 +1,629 @@
+//! The on-disk store: an embedded LSM database ([fjall]) under `--state-dir`,
+//! a cache of the changelog that a restart reads only the tail for.
+//!
+//! One database per instance; per owned partition three keyspaces — states
+//! (customer → binary state record), timers (due ++ customer, ordered as they
+//! fire) and dismantling (the few customers in dismantling, for the gauges) —
+//! plus one record in the shared `meta` keyspace: the checkpoint (changelog
+//! offset and fingerprint the states reach) and the counts behind the gauges.
+//! Each [`apply`](StateStore::apply) writes a committed batch's states, their
+//! index entries and the new checkpoint in one atomic write batch, so after a
+//! crash at any moment the store is some earlier committed prefix of the
+//! changelog, and the restore reads on from its checkpoint.
+//!
+//! The store is only a cache: whatever cannot be opened or does not match the
+//! changelog is wiped and rebuilt from it (see the worker's restore).
+
+use super::{Checkpoint, StateStore, StoreStats, TimerEntry, timer_of};
+use crate::domain::{CustomerState, Phase};
+use crate::time::Timestamp;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tracing::warn;
+
+/// What this release writes in the `format` record; another value means the
+/// directory is not ours to read (or was written for another changelog).
+const FORMAT: &str = "terminus-store/1";
+/// Memtable size of a partition's states keyspace; the index keyspaces get a
+/// quarter. Small, because one instance owns many partitions.
+const STATES_MEMTABLE: u64 = 16 * 1024 * 1024;
+/// Block cache shared by every partition of the instance.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the state directory {0} is in use by another process; give each instance its own --state-dir"
+    )]
+    InUse(PathBuf),
+    #[error("the state directory {dir} cannot be used: {reason}")]
+    Unusable { dir: PathBuf, reason: String },
+}
+
+/// The instance's database, shared by its partitions' stores.
+#[derive(Clone)]
+pub struct DiskDb {
+    db: Database,
+    meta: Keyspace,
+    dir: PathBuf,
+}
+
+impl DiskDb {
+    /// Opens (or creates) the database in `dir` for `changelog`. A
+    /// directory that cannot be opened, or was written by another format or
+    /// for another changelog topic, is wiped: it is only a cache.
+    ///
+    /// # Errors
+    /// [`StoreError::InUse`] when another process holds it;
+    /// [`StoreError::Unusable`] when it cannot be created even when empty.
+    pub fn open(dir: &Path, changelog: &str) -> Result<DiskDb, StoreError> {
+        let unusable = |reason: String| StoreError::Unusable {
+            dir: dir.to_owned(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| unusable(e.to_string()))?;
+        let expected = format!("{FORMAT} {changelog}");
+        for attempt in 0..2 {
+            let opened = Database::builder(dir).cache_size(CACHE_BYTES).open();
+            let reason = match opened {
+                Err(fjall::Error::Locked) => return Err(StoreError::InUse(dir.to_owned())),
+                Err(e) => format!("cannot be opened ({e})"),
+                Ok(db) => match db.keyspace("meta", KeyspaceCreateOptions::default) {
+                    Err(e) => format!("has no readable meta keyspace ({e})"),
+                    Ok(meta) => match meta.get("format") {
+                        Ok(None) if db.keyspace_count() <= 1 => {
+                            meta.insert("format", expected.as_bytes())
+                                .map_err(|e| unusable(e.to_string()))?;
+                            return Ok(DiskDb {
+                                db,
+                                meta,
+                                dir: dir.to_owned(),
+                            });
+                        }
+                        Ok(Some(f)) if *f == *expected.as_bytes() => {
+                            return Ok(DiskDb {
+                                db,
+                                meta,
+                                dir: dir.to_owned(),
+                            });
+                        }
+                        Ok(Some(f)) => format!(
+                            "was written as `{}`, not `{expected}`",
+                            String::from_utf8_lossy(&f)
+                        ),
+                        Ok(None) => "holds data without a format record".to_owned(),
+                        Err(e) => format!("has an unreadable format record ({e})"),
+                    },
+                },
+            };
+            if attempt > 0 {
+                return Err(unusable(reason));
+            }
+            warn!(dir = %dir.display(), reason = %reason, "state directory wiped; its partitions restore from the changelog in full");
+            wipe_dir(dir).map_err(|e| unusable(format!("{reason}, and cannot be wiped: {e}")))?;
+        }
+        Err(unusable("cannot be opened".into()))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store of one partition, with its checkpoint and counts as last
+    /// committed. A partition whose records cannot be read is cleared.
+    ///
+    /// # Errors
+    /// [`StoreError::Unusable`] when its keyspaces cannot be opened.
+    pub fn partition(&self, partition: i32) -> Result<DiskStore, StoreError> {
+        let unusable = |e: fjall::Error| StoreError::Unusable {
+            dir: self.dir.clone(),
+            reason: format!("partition {partition}: {e}"),
+        };
+        let small = STATES_MEMTABLE / 4;
+        let states = self
+            .db
+            .keyspace(&format!("states-{partition}"), || {
+                KeyspaceCreateOptions::default().max_memtable_size(STATES_MEMTABLE)
+            })
+            .map_err(unusable)?;
+        let timers = self
+            .db
+            .keyspace(&format!("timers-{partition}"), || {
+                KeyspaceCreateOptions::default().max_memtable_size(small)
+            })
+            .map_err(unusable)?;
+        let dismantling = self
+            .db
+            .keyspace(&format!("dismantling-{partition}"), || {
+                KeyspaceCreateOptions::default().max_memtable_size(small)
+            })
+            .map_err(unusable)?;
+        let mut store = DiskStore {
+            db: self.db.clone(),
+            meta: self.meta.clone(),
+            states,
+            timers,
+            dismantling,
+            meta_key: format!("partition-{partition}"),
+            stats: StoreStats::default(),
+            checkpoint: None,
+            head: Mutex::new(None),
+            failure: Mutex::new(None),
+        };
+        match store.read_meta() {
+            Ok(()) => {}
+            Err(reason) => {
+                warn!(partition, reason = %reason, "partition store cleared; it restores from the changelog in full");
+                store.wipe().map_err(unusable)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Writes everything buffered to the operating system's files, for a
+    /// clean shutdown (a crash loses at most what the restore reads again).
+    pub fn persist(&self) {
+        if let Err(e) = self.db.persist(fjall::PersistMode::SyncAll) {
+            warn!(error = %e, "state store not persisted at shutdown; the next start reads more of the changelog");
+        }
+    }
+}
+
+/// One partition's committed states in the disk database.
+pub struct DiskStore {
+    db: Database,
+    meta: Keyspace,
+    states: Keyspace,
+    timers: Keyspace,
+    dismantling: Keyspace,
+    meta_key: String,
+    stats: StoreStats,
+    checkpoint: Option<Checkpoint>,
+    /// A lower bound of every live timer key: the next search from the start
+    /// begins here, past the deletions of timers already fired (an LSM
+    /// iterator would otherwise step over each of their tombstones).
+    head: Mutex<Option<Vec<u8>>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl DiskStore {
+    /// Forgets everything of this partition (before a full restore).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn wipe(&mut self) -> Result<(), fjall::Error> {
+        self.states.clear()?;
+        self.timers.clear()?;
+        self.dismantling.clear()?;
+        self.meta.remove(self.meta_key.as_str())?;
+        self.stats = StoreStats::default();
+        self.checkpoint = None;
+        *lock(&self.head) = None;
+        Ok(())
+    }
+
+    fn read_meta(&mut self) -> Result<(), String> {
+        let meta = self
+            .meta
+            .get(self.meta_key.as_str())
+            .map_err(|e| format!("meta record unreadable: {e}"))?;
+        let Some(meta) = meta else {
+            // Never written: it must be empty.
+            return match self.states.first_key_value() {
+                None => Ok(()),
+                Some(_) => Err("states without a checkpoint".into()),
+            };
+        };
+        let (checkpoint, by_phase, timers) =
+            decode_meta(&meta).ok_or_else(|| "meta record malformed".to_owned())?;
+        let mut dismantling = HashMap::new();
+        for guard in self.dismantling.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| format!("dismantling index unreadable: {e}"))?;
+            let key = std::str::from_utf8(&k)
+                .map_err(|_| "dismantling index key is not UTF-8".to_owned())?;
+            let (started, stalled) =
+                decode_dismantling(&v).ok_or_else(|| "dismantling entry malformed".to_owned())?;
+            dismantling.insert(key.to_owned(), (started, stalled));
+        }
+        self.stats = StoreStats {
+            by_phase,
+            timers,
+            dismantling,
+        };
+        self.checkpoint = Some(checkpoint);
+        Ok(())
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            *failure = Some(format!("{what}: {e}"));
+        }
+    }
+
+    fn read(&self, key: &str) -> Option<CustomerState> {
+        match self.states.get(key) {
+            Ok(None) => None,
+            Ok(Some(bytes)) => match CustomerState::from_bytes(&bytes) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    self.fail("a stored state cannot be read", e);
+                    None
+                }
+            },
+            Err(e) => {
+                self.fail("the state store cannot be read", e);
+                None
+            }
+        }
+    }
+}
+
+impl StateStore for DiskStore {
+    fn load(&self, key: &str) -> Option<CustomerState> {
+        self.read(key)
+    }
+
+    fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry> {
+        let from_head = after.is_none();
+        let start = match after {
+            Some(entry) => {
+                let mut k = timer_key(entry);
+                k.push(0); // the smallest key after it
+                k
+            }
+            None => lock(&self.head).clone().unwrap_or_default(),
+        };
+        let guard = self.timers.range(start..).next()?;
+        let key = match guard.key() {
+            Ok(k) => k,
+            Err(e) => {
+                self.fail("the timer index cannot be read", e);
+                return None;
+            }
+        };
+        let Some(entry) = parse_timer_key(&key) else {
+            self.fail("the timer index cannot be read", "malformed key");
+            return None;
+        };
+        if from_head {
+            *lock(&self.head) = Some(key.to_vec());
+        }
+        Some(entry)
+    }
+
+    fn apply(
+        &mut self,
+        changes: Vec<(String, Option<CustomerState>)>,
+        checkpoint: Option<Checkpoint>,
+    ) {
+        if lock(&self.failure).is_some() {
+            return; // the worker stops; writing on could only make it worse
+        }
+        let mut batch = self.db.batch();
+        // States this batch replaced already, for keys it holds twice.
+        let mut written: HashMap<String, Option<CustomerState>> = HashMap::new();
+        let mut lowest_new: Option<Vec<u8>> = None;
+        for (key, after) in changes {
+            let before = match written.remove(&key) {
+                Some(state) => state,
+                None => self.read(&key),
+            };
+            self.stats.replace(&key, before.as_ref(), after.as_ref());
+            if let Some(t) = before.as_ref().and_then(|b| timer_of(&key, b)) {
+                batch.remove(&self.timers, timer_key(&t));
+            }
+            if matches!(
+                before.as_ref().map(|b| &b.phase),
+                Some(Phase::Dismantling { .. })
+            ) {
+                batch.remove(&self.dismantling, key.as_str());
+            }
+            match &after {
+                Some(state) => {
+                    if let Some(t) = timer_of(&key, state) {
+                        let k = timer_key(&t);
+                        if lowest_new.as_ref().is_none_or(|low| k < *low) {
+                            lowest_new = Some(k.clone());
+                        }
+                        batch.insert(&self.timers, k, []);
+                    }
+                    if let Phase::Dismantling { dismantle, .. } = &state.phase {
+                        batch.insert(
+                            &self.dismantling,
+                            key.as_str(),
+                            encode_dismantling(dismantle.started_at, dismantle.stalled),
+                        );
+                    }
+                    batch.insert(&self.states, key.as_str(), state.to_bytes());
+                }
+                None => batch.remove(&self.states, key.as_str()),
+            }
+            written.insert(key, after);
+        }
+        if let Some(cp) = checkpoint {
+            self.checkpoint = Some(cp);
+        }
+        if let Some(cp) = self.checkpoint {
+            batch.insert(
+                &self.meta,
+                self.meta_key.as_str(),
+                encode_meta(cp, &self.stats),
+            );
+        }
+        if let Err(e) = batch.commit() {
+            self.fail("the state store cannot be written", e);
+            return;
+        }
+        if let Some(low) = lowest_new {
+            let mut head = lock(&self.head);
+            if head.as_ref().is_some_and(|h| low < *h) {
+                *head = Some(low);
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the database's files but keeps the directory (it may be a
+/// mount point).
+fn wipe_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Due time (sign-flipped big-endian milliseconds, so bytes sort like
+/// times), then the customer id.
+fn timer_key((due, key): &TimerEntry) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&((due.millis() as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn parse_timer_key(k: &[u8]) -> Option<TimerEntry> {
+    let (due, key) = k.split_at_checked(8)?;
+    let due = u64::from_be_bytes(due.try_into().ok()?) ^ (1 << 63);
+    Some((
+        Timestamp::from_millis(due as i64),
+        std::str::from_utf8(key).ok()?.to_owned(),
+    ))
+}
+
+fn encode_dismantling(started: Timestamp, stalled: bool) -> Vec<u8> {
+    let mut v = started.millis().to_be_bytes().to_vec();
+    v.push(u8::from(stalled));
+    v
+}
+
+fn decode_dismantling(v: &[u8]) -> Option<(Timestamp, bool)> {
+    let (ms, stalled) = v.split_at_checked(8)?;
+    Some((
+        Timestamp::from_millis(i64::from_be_bytes(ms.try_into().ok()?)),
+        *stalled.first()? == 1,
+    ))
+}
+
+/// Checkpoint offset and fingerprint, customers by phase, timers: 8 × 8 bytes.
+fn encode_meta(cp: Checkpoint, stats: &StoreStats) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(&cp.offset.to_be_bytes());
+    v.extend_from_slice(&cp.fingerprint.to_be_bytes());
+    for n in stats.by_phase {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v.extend_from_slice(&stats.timers.to_be_bytes());
+    v
+}
+
+fn decode_meta(v: &[u8]) -> Option<(Checkpoint, [u64; 5], u64)> {
+    if v.len() != 64 {
+        return None;
+    }
+    let word = |i: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&v[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(b)
+    };
+    let cp = Checkpoint {
+        offset: word(0) as i64,
+        fingerprint: word(1),
+    };
+    Some((cp, [word(2), word(3), word(4), word(5), word(6)], word(7)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Category;
+    use crate::domain::Termination;
+    use crate::store::MemoryStore;
+
+    fn pending(effective_ms: i64) -> CustomerState {
+        CustomerState {
+            phase: Phase::Pending {
+                termination: Termination {
+                    id: uuid::Uuid::from_u128(effective_ms as u128),
+                    category: Category::CustomerRequest,
+                    effective_at: Timestamp::from_millis(effective_ms),
+                    erasure_requested: false,
+                    cause: "e".into(),
+                    correlation_id: None,
+                    policy_rule: None,
+                },
+            },
+            ..CustomerState::new()
+        }
+    }
+
+    fn cp(offset: i64) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            offset,
+            fingerprint: offset as u64 * 7,
+        })
+    }
+
+    fn timers(store: &impl StateStore) -> Vec<TimerEntry> {
+        let mut out = Vec::new();
+        let mut at = None;
+        while let Some(t) = store.next_timer(at.as_ref()) {
+            out.push(t.clone());
+            at = Some(t);
+        }
+        out
+    }
+
+    #[test]
+    fn behaves_like_the_memory_store_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let mut disk = db.partition(3).expect("partition");
+        let mut memory = MemoryStore::new();
+        let batches: Vec<Vec<(String, Option<CustomerState>)>> = vec![
+            vec![
+                ("a".into(), Some(pending(30))),
+                ("b".into(), Some(pending(-10))),
+                ("c".into(), Some(CustomerState::new())),
+                ("a".into(), Some(pending(20))),
+            ],
+            vec![("b".into(), None), ("d".into(), Some(pending(20)))],
+            vec![("zz".into(), None)],
+        ];
+        for (i, batch) in batches.into_iter().enumerate() {
+            disk.apply(batch.clone(), cp(i as i64));
+            memory.apply(batch, None);
+            assert_eq!(timers(&disk), timers(&memory));
+            assert_eq!(disk.stats(), memory.stats());
+        }
+        assert_eq!(
+            timers(&disk),
+            [
+                (Timestamp::from_millis(20), "a".to_owned()),
+                (Timestamp::from_millis(20), "d".to_owned())
+            ]
+        );
+        assert_eq!(disk.load("b"), None);
+        assert_eq!(disk.load("a"), memory.load("a"));
+        assert!(disk.failure().is_none());
+        drop(disk);
+        db.persist();
+        drop(db);
+        let db = DiskDb::open(dir.path(), "cl").expect("reopen");
+        let disk = db.partition(3).expect("partition");
+        assert_eq!(disk.checkpoint(), cp(2));
+        assert_eq!(disk.stats(), memory.stats());
+        assert_eq!(timers(&disk), timers(&memory));
+        assert_eq!(disk.load("d"), memory.load("d"));
+        let other = db.partition(4).expect("partition");
+        assert_eq!(other.checkpoint(), None);
+        assert_eq!(other.stats().customers(), 0);
+    }
+
+    #[test]
+    fn a_store_for_another_changelog_or_garbage_is_wiped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = DiskDb::open(dir.path(), "cl").expect("open");
+            let mut p = db.partition(0).expect("partition");
+            p.apply(vec![("a".into(), Some(pending(1)))], cp(5));
+            db.persist();
+        }
+        {
+            let db = DiskDb::open(dir.path(), "another").expect("open");
+            let p = db.partition(0).expect("partition");
+            assert_eq!(
+                p.checkpoint(),
+                None,
+                "another changelog's store is not used"
+            );
+            assert_eq!(p.load("a"), None);
+        }
+        // Garbage in place of the database.
+        wipe_dir(dir.path()).expect("wipe");
+        std::fs::write(dir.path().join("version"), b"not a database").expect("write");
+        std::fs::create_dir(dir.path().join("keyspaces")).expect("mkdir");
+        std::fs::write(dir.path().join("keyspaces").join("junk"), [0xff; 100]).expect("write");
+        let db = DiskDb::open(dir.path(), "cl").expect("a torn directory is rebuilt");
+        assert_eq!(db.partition(0).expect("partition").checkpoint(), None);
+    }
+
+    #[test]
+    fn a_second_process_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = DiskDb::open(dir.path(), "cl").expect("open");
+        match DiskDb::open(dir.path(), "cl") {
+            Err(StoreError::InUse(_)) => {}
+            other => panic!("expected InUse, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn the_head_of_the_timers_skips_what_fired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let mut p = db.partition(0).expect("partition");
+        let n = 2000;
+        p.apply(
+            (0..n)
+                .map(|i| (format!("c{i:05}"), Some(pending(i))))
+                .collect(),
+            cp(1),
+        );
+        assert_eq!(p.next_timer(None).map(|t| t.1), Some("c00000".into()));
+        p.apply(
+            (0..n - 1).map(|i| (format!("c{i:05}"), None)).collect(),
+            cp(2),
+        );
+        assert_eq!(
+            p.next_timer(None).map(|t| t.1),
+            Some(format!("c{:05}", n - 1))
+        );
+        // A new timer earlier than the head is found.
+        p.apply(vec![("early".into(), Some(pending(-5)))], cp(3));
+        assert_eq!(p.next_timer(None).map(|t| t.1), Some("early".into()));
+        assert_eq!(p.stats().timers, 2);
+    }
+
+    #[test]
+    fn timer_keys_sort_like_times() {
+        let times = [i64::MIN / 4, -1, 0, 1, 1_790_000_000_000];
+        let keys: Vec<Vec<u8>> = times
+            .iter()
+            .map(|t| timer_key(&(Timestamp::from_millis(*t), "k".into())))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for (t, k) in times.iter().zip(&keys) {
+            assert_eq!(
+                parse_timer_key(k),
+                Some((Timestamp::from_millis(*t), "k".into()))
+            );
+        }
+    }
+}
