@@ -184,6 +184,12 @@ impl<S: StateStore> Engine<S> {
         &self.store
     }
 
+    /// The store itself, for a restore to wipe (drops the open batch).
+    pub fn store_mut(&mut self) -> &mut S {
+        self.rollback();
+        &mut self.store
+    }
+
     /// The customers changed since the last [`commit`](Self::commit), with their
     /// current state (`None`: write a tombstone), in key order.
     pub fn changes(&self) -> Vec<(&str, Option<&CustomerState>)> {
@@ -248,7 +254,7 @@ impl<S: StateStore> Engine<S> {
 }
 
 /// The engines of the partitions a worker owns, by partition number.
-pub type Partitions = std::collections::BTreeMap<i32, Engine>;
+pub type Partitions = std::collections::BTreeMap<i32, Engine<crate::store::PartitionStore>>;
 
 /// Owned partitions' engines behind a lock, shared by the worker (which holds
 /// the lock only while it handles one record or one step of a commit, never

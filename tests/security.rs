@@ -279,6 +279,8 @@ impl Deployment {
             .args(self.topic_args())
             .args(["--log-format", "json", "--timer-interval", "200ms"])
             .args(["--session-timeout", "6s", "--admin-addr", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("state-{instance}")))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))

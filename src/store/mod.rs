@@ -153,6 +153,22 @@ pub enum PartitionStore {
     Disk(DiskStore),
 }
 
+impl PartitionStore {
+    /// Forgets everything (before a full restore).
+    ///
+    /// # Errors
+    /// The disk store's error.
+    pub fn wipe(&mut self) -> Result<(), String> {
+        match self {
+            PartitionStore::Memory(s) => {
+                *s = MemoryStore::new();
+                Ok(())
+            }
+            PartitionStore::Disk(s) => s.wipe().map_err(|e| e.to_string()),
+        }
+    }
+}
+
 impl StateStore for PartitionStore {
     fn load(&self, key: &str) -> Option<CustomerState> {
         match self {

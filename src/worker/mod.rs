@@ -81,6 +81,8 @@ pub enum WorkerError {
     /// it afresh from the committed offsets.
     #[error("resetting the consumer: {0}")]
     Reset(String),
+    #[error("state store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error(
         "the partition count changed while running ({0}); stopping before a record reaches a partition without its state. Restore co-partitioning (docs/operations.md, resizing partitions) and restart"
     )]
@@ -187,7 +189,8 @@ pub fn run(
     let codec = create_codec(&options)?;
     let opts = Arc::new(options);
     let txn = transaction::Transactions::new(opts.clone())?;
-    let restorer = restore::Restorer::new(opts.clone())?;
+    let stores = restore::Stores::open(&opts)?;
+    let restorer = restore::Restorer::new(opts.clone(), stores.clone())?;
     let pipeline = pipeline::Pipeline::new(
         opts.clone(),
         codec,
@@ -233,6 +236,7 @@ pub fn run(
         }
     }
     drop(consumer);
+    stores.persist();
     info!("worker stopped");
     result
 }

@@ -5,12 +5,13 @@
 //! dead letter. No Kafka client types: the worker feeds it records and sends
 //! what it returns, so every rule here is tested in-process.
 
-use super::options::WorkerOptions;
+use super::options::{StateFormat, WorkerOptions};
 use super::records::{self, InputRecord, Kind, Outgoing, TRACEPARENT};
 use crate::codec::Codec;
 use crate::contract::{DeadLetterReason, DecodeError, InputEnvelope, OutputRecord};
-use crate::domain::{CustomerState, Effect, Phase};
+use crate::domain::{Effect, Phase};
 use crate::engine::{Engine, Partitions, SharedEngines, StateStore};
+use crate::store::Checkpoint;
 use crate::telemetry::{Metrics, StateGauges};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
@@ -246,7 +247,10 @@ impl Pipeline {
                     topic: self.opts.topics.changelog.clone(),
                     partition: Some(*partition),
                     key: Some(key.as_bytes().to_vec()),
-                    value: state.map(CustomerState::to_bytes),
+                    value: state.map(|s| match self.opts.state_format {
+                        StateFormat::Binary => s.to_bytes(),
+                        StateFormat::Json => s.to_json_bytes(),
+                    }),
                     headers: Vec::new(),
                     kind: Kind::Changelog,
                 });
@@ -255,11 +259,20 @@ impl Pipeline {
         out
     }
 
-    /// The batch is committed: forget how to undo it.
-    pub fn commit(&self) {
-        for engine in self.engines.lock().values_mut() {
-            engine.commit();
+    /// The batch is committed: hand each partition's changes to its store,
+    /// with the changelog offset its last record landed at.
+    pub fn commit(&self, checkpoints: &BTreeMap<i32, Checkpoint>) {
+        for (partition, engine) in self.engines.lock().iter_mut() {
+            engine.commit_at(checkpoints.get(partition).copied());
         }
+    }
+
+    /// The first failure of an owned partition's store, if any.
+    pub fn store_failure(&self) -> Option<String> {
+        self.engines
+            .lock()
+            .iter()
+            .find_map(|(p, e)| e.store().failure().map(|f| format!("partition {p}: {f}")))
     }
 
     /// The batch was aborted: put back every state it changed.
@@ -380,7 +393,13 @@ mod tests {
         let codec = Codec::new(WireFormat::Json, None).expect("codec");
         let engines = SharedEngines::default();
         let policy = Arc::new(opts.policy.clone());
-        engines.lock().insert(0, Engine::new(policy));
+        engines.lock().insert(
+            0,
+            Engine::with_store(
+                policy,
+                crate::store::PartitionStore::Memory(crate::store::MemoryStore::new()),
+            ),
+        );
         Pipeline::new(Arc::new(opts), codec, engines, Arc::new(Metrics::default()))
     }
 
@@ -485,7 +504,7 @@ mod tests {
             p.handle(&record(lifecycle, &customer, value.as_bytes()), t0)
                 .unwrap();
         }
-        p.commit();
+        p.commit(&BTreeMap::new());
         let later = t0.plus(std::time::Duration::from_secs(1000));
         let first = p.fire_timers(later, 2).unwrap();
         assert_eq!(first.customers, 2);
@@ -519,7 +538,7 @@ mod tests {
             p.engines().committed(1, "C-1"),
             crate::engine::Lookup::NotOwned
         );
-        p.commit();
+        p.commit(&BTreeMap::new());
         assert!(matches!(
             p.engines().committed(0, "C-1"),
             crate::engine::Lookup::Found(_)

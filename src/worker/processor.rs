@@ -286,6 +286,12 @@ impl Processor {
             self.batch = Batch::default();
             return Ok(());
         }
+        if let Some(failure) = self.pipeline.store_failure() {
+            // A failed read may have fed the batch a wrong state.
+            return Err(WorkerError::Fatal(format!(
+                "the state store failed ({failure}); exiting so that a restart rebuilds it from the changelog"
+            )));
+        }
         let span = info_span!("commit", records = self.batch.inputs);
         let _entered = span.enter();
         let started = Instant::now();
@@ -314,7 +320,15 @@ impl Processor {
         for ((topic, partition), (_, next)) in batch.consumed {
             self.committed.insert((topic, partition), next);
         }
-        self.pipeline.commit();
+        self.pipeline.commit(&self.txn.take_changelog_marks());
+        if let Some(failure) = self.pipeline.store_failure() {
+            // Kafka holds the batch; the store missed it. A restart reads it
+            // back from the changelog.
+            self.poisoned = true;
+            return Err(WorkerError::Fatal(format!(
+                "the committed batch could not be written to the state store ({failure}); exiting so that a restart rebuilds it from the changelog"
+            )));
+        }
         self.counters.commits += 1;
         if self.abort_streak.1 > 0 {
             self.abort_streak = (String::new(), 0);

@@ -7,11 +7,20 @@
 //! not be readable yet while the group's offsets already point past it.
 //! Stopping at the first end-of-partition would miss it; waiting for the
 //! position to reach the captured high watermark cannot.
+//!
+//! With the disk store, a partition's store already holds the changelog up
+//! to its checkpoint: the read starts there and first checks that the record
+//! at that offset is the one the store saw. A store that does not match (a
+//! recreated changelog, a log start moved past the checkpoint, a checkpoint
+//! record compacted away) is cleared and the partition read in full.
 
 use super::WorkerError;
-use super::options::WorkerOptions;
+use super::options::{StoreKind, WorkerOptions};
 use crate::domain::{CustomerState, StateDecodeError};
 use crate::engine::{Engine, Partitions};
+use crate::store::{
+    Checkpoint, DiskDb, MemoryStore, PartitionStore, StateStore, record_fingerprint,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -40,8 +49,61 @@ pub struct Restored {
     pub records: u64,
 }
 
+/// Where restored partitions' state goes: a fresh map each time, or the
+/// instance's disk database, whose partitions keep their state and
+/// checkpoint across revocations and restarts.
+#[derive(Clone)]
+pub enum Stores {
+    Memory,
+    Disk(DiskDb),
+}
+
+impl Stores {
+    /// # Errors
+    /// [`WorkerError::Store`] when the disk database cannot be used.
+    pub fn open(opts: &WorkerOptions) -> Result<Stores, WorkerError> {
+        match opts.state_store {
+            StoreKind::Memory => Ok(Stores::Memory),
+            StoreKind::Disk => {
+                let db = DiskDb::open(&opts.state_dir, &opts.topics.changelog)?;
+                info!(dir = %db.dir().display(), "state store opened");
+                Ok(Stores::Disk(db))
+            }
+        }
+    }
+
+    fn partition(&self, partition: i32) -> Result<PartitionStore, WorkerError> {
+        Ok(match self {
+            Stores::Memory => PartitionStore::Memory(MemoryStore::new()),
+            Stores::Disk(db) => PartitionStore::Disk(db.partition(partition)?),
+        })
+    }
+
+    /// Makes what the stores hold durable, at a clean shutdown.
+    pub fn persist(&self) {
+        if let Stores::Disk(db) = self {
+            db.persist();
+        }
+    }
+}
+
+/// Changelog records applied to a store per write batch.
+const RESTORE_BATCH: usize = 5000;
+
+/// One partition's restore under way.
+struct Plan {
+    /// The high watermark when the restore started: read up to here.
+    target: i64,
+    /// The store's checkpoint, to be found as the first record read; any
+    /// other record means the changelog is not the one the store holds.
+    verify: Option<Checkpoint>,
+    pending: Vec<(String, Option<CustomerState>)>,
+    last: Option<Checkpoint>,
+}
+
 pub struct Restorer {
     opts: Arc<WorkerOptions>,
+    stores: Stores,
     /// read_committed: what it returns is committed state.
     consumer: BaseConsumer<RestoreContext>,
     /// read_uncommitted: its ListOffsets answers the true high watermark
@@ -52,7 +114,7 @@ pub struct Restorer {
 impl Restorer {
     /// # Errors
     /// [`WorkerError::Client`] when a consumer cannot be created.
-    pub fn new(opts: Arc<WorkerOptions>) -> Result<Self, WorkerError> {
+    pub fn new(opts: Arc<WorkerOptions>, stores: Stores) -> Result<Self, WorkerError> {
         let mut config = opts.kafka.client_config();
         config
             .set("group.id", format!("{}-restore", opts.group_id))
@@ -83,18 +145,20 @@ impl Restorer {
             })?;
         Ok(Restorer {
             opts,
+            stores,
             consumer,
             probe,
         })
     }
 
-    /// Reads each partition's changelog from the beginning to the high
-    /// watermark it had when the restore started, into fresh engines.
+    /// Brings each partition's store up to the high watermark the changelog
+    /// had when the restore started: from the store's checkpoint when it
+    /// has one that the changelog still holds, from the beginning otherwise.
     ///
     /// # Errors
     /// [`WorkerError::Restore`] when the changelog cannot be read to that
     /// point within the restore timeout; `Fatal` for a state record written
-    /// by a newer release.
+    /// by a newer release; `Store` when the disk store cannot be used.
     pub fn restore(&self, partitions: &[i32]) -> Result<Restored, WorkerError> {
         let started = Instant::now();
         let deadline = started + self.opts.restore_timeout;
@@ -102,56 +166,72 @@ impl Restorer {
         let restore_error =
             |partition: i32, reason: String| WorkerError::Restore { partition, reason };
         let policy = Arc::new(self.opts.policy.clone());
-        let mut engines: Partitions = partitions
-            .iter()
-            .map(|p| (*p, Engine::new(policy.clone())))
-            .collect();
-        // The end to reach, per partition: captured now, before reading.
-        let mut target: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut engines = Partitions::new();
+        let mut plans: BTreeMap<i32, Plan> = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        let mut from_checkpoint = Vec::new();
         for p in partitions {
-            let (low, high) = loop {
-                match self
-                    .probe
-                    .fetch_watermarks(changelog, *p, Duration::from_secs(5))
-                {
-                    Ok(marks) => break marks,
-                    Err(e) => {
-                        if let Some(reason) = crate::kafka::preflight::authorization_failure(&e) {
-                            return Err(restore_error(*p, reason));
-                        }
-                        if Instant::now() > deadline {
-                            return Err(restore_error(
-                                *p,
-                                format!("cannot read the changelog's high watermark: {e}"),
-                            ));
-                        }
-                        warn!(partition = *p, error = %e, "changelog watermark unavailable; retrying");
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
+            let (low, high) = self.watermarks(*p, deadline)?;
+            let mut store = self.stores.partition(*p)?;
+            let checkpoint = store.checkpoint();
+            let verify = match checkpoint {
+                Some(cp) if cp.offset >= low && cp.offset < high => Some(cp),
+                Some(cp) => {
+                    let reason = if cp.offset < low {
+                        "the changelog's log start moved past the store's checkpoint"
+                    } else {
+                        "the changelog ends before the store's checkpoint (recreated?)"
+                    };
+                    warn!(
+                        partition = *p,
+                        checkpoint = cp.offset,
+                        low,
+                        high,
+                        reason,
+                        "partition store cleared; restoring from the changelog in full"
+                    );
+                    store.wipe().map_err(|e| restore_error(*p, e))?;
+                    None
                 }
+                None => None,
             };
+            engines.insert(*p, Engine::with_store(policy.clone(), store));
             // Nothing left to read (empty, or everything deleted): done.
-            if high > low {
-                target.insert(*p, high);
+            if high <= low {
+                continue;
             }
+            let start = match verify {
+                Some(cp) => {
+                    from_checkpoint.push(*p);
+                    Offset::Offset(cp.offset)
+                }
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(changelog, *p, start)
+                .map_err(|e| restore_error(*p, e.to_string()))?;
+            plans.insert(
+                *p,
+                Plan {
+                    target: high,
+                    verify,
+                    pending: Vec::new(),
+                    last: None,
+                },
+            );
         }
         let mut records = 0u64;
-        if !target.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for p in target.keys() {
-                tpl.add_partition_offset(changelog, *p, Offset::Beginning)
-                    .map_err(|e| restore_error(*p, e.to_string()))?;
-            }
+        if !plans.is_empty() {
             self.consumer
                 .assign(&tpl)
                 .map_err(|e| restore_error(partitions[0], e.to_string()))?;
-            let result = self.read_until(&mut engines, &mut target, deadline, &mut records);
+            let result = self.read_until(&mut engines, &mut plans, deadline, &mut records);
             let _ = self.consumer.unassign();
             result?;
         }
         let customers: usize = engines.values().map(Engine::len).sum();
         info!(
             ?partitions,
+            ?from_checkpoint,
             records,
             customers,
             millis = started.elapsed().as_millis() as u64,
@@ -160,18 +240,85 @@ impl Restorer {
         Ok(Restored { engines, records })
     }
 
+    fn watermarks(&self, p: i32, deadline: Instant) -> Result<(i64, i64), WorkerError> {
+        let changelog = &self.opts.topics.changelog;
+        loop {
+            match self
+                .probe
+                .fetch_watermarks(changelog, p, Duration::from_secs(5))
+            {
+                Ok(marks) => return Ok(marks),
+                Err(e) => {
+                    if let Some(reason) = crate::kafka::preflight::authorization_failure(&e) {
+                        return Err(WorkerError::Restore {
+                            partition: p,
+                            reason,
+                        });
+                    }
+                    if Instant::now() > deadline {
+                        return Err(WorkerError::Restore {
+                            partition: p,
+                            reason: format!("cannot read the changelog's high watermark: {e}"),
+                        });
+                    }
+                    warn!(partition = p, error = %e, "changelog watermark unavailable; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// The store does not match the changelog after all: clear it and read
+    /// the partition from the beginning.
+    fn start_over(
+        &self,
+        engines: &mut Partitions,
+        plan: &mut Plan,
+        partition: i32,
+        reason: &str,
+    ) -> Result<(), WorkerError> {
+        warn!(
+            partition,
+            reason, "partition store cleared; restoring from the changelog in full"
+        );
+        if let Some(engine) = engines.get_mut(&partition) {
+            engine
+                .store_mut()
+                .wipe()
+                .map_err(|reason| WorkerError::Restore { partition, reason })?;
+        }
+        plan.verify = None;
+        plan.pending.clear();
+        plan.last = None;
+        seek(
+            &self.consumer,
+            &self.opts.topics.changelog,
+            partition,
+            Offset::Beginning,
+        )
+    }
+
+    fn flush(engines: &mut Partitions, partition: i32, plan: &mut Plan) {
+        if plan.pending.is_empty() {
+            return;
+        }
+        if let Some(engine) = engines.get_mut(&partition) {
+            engine.restore_batch(std::mem::take(&mut plan.pending), plan.last);
+        }
+    }
+
     fn read_until(
         &self,
         engines: &mut Partitions,
-        target: &mut BTreeMap<i32, i64>,
+        plans: &mut BTreeMap<i32, Plan>,
         deadline: Instant,
         records: &mut u64,
     ) -> Result<(), WorkerError> {
         let changelog = &self.opts.topics.changelog;
         let mut last_check = Instant::now();
-        while !target.is_empty() {
+        while !plans.is_empty() {
             if Instant::now() > deadline {
-                let (p, high) = target.iter().next().map_or((0, 0), |(p, h)| (*p, *h));
+                let (p, high) = plans.iter().next().map_or((0, 0), |(p, h)| (*p, h.target));
                 return Err(WorkerError::Restore {
                     partition: p,
                     reason: format!(
@@ -185,12 +332,28 @@ impl Restorer {
                 Some(Ok(msg)) => {
                     use rdkafka::message::Message;
                     let partition = msg.partition();
-                    if msg.offset() + 1 >= target.get(&partition).copied().unwrap_or(0) {
-                        check = true;
-                    }
-                    let Some(engine) = engines.get_mut(&partition) else {
+                    let Some(plan) = plans.get_mut(&partition) else {
                         continue;
                     };
+                    if msg.offset() + 1 >= plan.target {
+                        check = true;
+                    }
+                    let mark = Checkpoint {
+                        offset: msg.offset(),
+                        fingerprint: record_fingerprint(msg.key(), msg.payload()),
+                    };
+                    if let Some(expected) = plan.verify.take() {
+                        if mark == expected {
+                            continue; // the store holds it already
+                        }
+                        self.start_over(
+                            engines,
+                            plan,
+                            partition,
+                            "the changelog record at the store's checkpoint is not the one the store saw (recreated topic, or the record was compacted away)",
+                        )?;
+                        continue;
+                    }
                     let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                         warn!(
                             partition,
@@ -212,13 +375,17 @@ impl Restorer {
                             }
                         },
                     };
-                    engine.restore(key, state);
+                    plan.pending.push((key.to_owned(), state));
+                    plan.last = Some(mark);
                     *records += 1;
+                    if plan.pending.len() >= RESTORE_BATCH {
+                        Self::flush(engines, partition, plan);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => check = true,
                 Some(Err(e)) => {
                     if let Some(reason) = crate::kafka::preflight::authorization_failure(&e) {
-                        let p = target.keys().next().copied().unwrap_or(0);
+                        let p = plans.keys().next().copied().unwrap_or(0);
                         return Err(WorkerError::Restore {
                             partition: p,
                             reason,
@@ -237,15 +404,46 @@ impl Restorer {
                 // transaction below it is settled.
                 if let Ok(positions) = self.consumer.position() {
                     for e in positions.elements() {
-                        if let Offset::Offset(at) = e.offset()
-                            && target.get(&e.partition()).is_some_and(|high| at >= *high)
-                        {
-                            target.remove(&e.partition());
+                        let p = e.partition();
+                        let Offset::Offset(at) = e.offset() else {
+                            continue;
+                        };
+                        let Some(plan) = plans.get_mut(&p) else {
+                            continue;
+                        };
+                        if at < plan.target {
+                            continue;
                         }
+                        if plan.verify.is_some() {
+                            self.start_over(
+                                engines,
+                                plan,
+                                p,
+                                "the changelog holds no record at the store's checkpoint",
+                            )?;
+                            continue;
+                        }
+                        Self::flush(engines, p, plan);
+                        plans.remove(&p);
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Seeks the restore consumer; a failure ends this restore (it is retried).
+fn seek(
+    consumer: &BaseConsumer<RestoreContext>,
+    topic: &str,
+    partition: i32,
+    to: Offset,
+) -> Result<(), WorkerError> {
+    consumer
+        .seek(topic, partition, to, Duration::from_secs(10))
+        .map_err(|e| WorkerError::Restore {
+            partition,
+            reason: format!("cannot rewind the changelog to read it in full: {e}"),
+        })
 }

@@ -87,6 +87,11 @@ impl Rig {
         self.topic(role)
     }
 
+    /// Where `instance` keeps its disk store.
+    pub fn state_dir(&self, instance: &str) -> PathBuf {
+        self.log_dir.join(format!("state-{instance}"))
+    }
+
     pub fn spawn(&self, instance: &str) -> Child {
         self.spawn_with(instance, &[])
     }
@@ -120,6 +125,9 @@ impl Rig {
             } else {
                 &["--admin-addr", "127.0.0.1:0"][..]
             })
+            // One store per instance name: a restarted instance finds its own.
+            .arg("--state-dir")
+            .arg(self.state_dir(instance))
             .env("RUST_LOG", "info")
             // scripts/test's own variables, not librdkafka properties: a
             // worker would (rightly) warn that it ignores them.
