@@ -168,7 +168,9 @@ impl Rig {
 
     /// Waits until the group has committed every input record (a worker is done).
     pub async fn wait_caught_up(&self, max: Duration) {
-        let deadline = Instant::now() + max;
+        let started = Instant::now();
+        let deadline = started + max;
+        let mut dumped = false;
         loop {
             let mut behind = 0i64;
             for topic in self.topic_roles().0 {
@@ -187,12 +189,39 @@ impl Rig {
             if behind == 0 {
                 return;
             }
+            if !dumped && started.elapsed() > Duration::from_secs(120) {
+                // A worker that makes no progress for minutes: keep its
+                // threads' stacks for the post-mortem.
+                dumped = true;
+                self.dump_stacks();
+            }
             assert!(
                 Instant::now() < deadline,
                 "worker still {behind} records behind after {max:?}; logs in {}",
                 self.log_dir.display()
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Writes every live worker's thread stacks (gdb, when installed) to
+    /// `stacks-<pid>.txt` in the log directory.
+    pub fn dump_stacks(&self) {
+        let Ok(out) = Command::new("pgrep").args(["-f", &self.group]).output() else {
+            return;
+        };
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let Ok(trace) = Command::new("gdb")
+                .args(["-p", pid, "-batch", "-ex", "thread apply all bt"])
+                .output()
+            else {
+                return;
+            };
+            let _ = std::fs::write(self.log_dir.join(format!("stacks-{pid}.txt")), trace.stdout);
+            eprintln!(
+                "stacks of worker {pid} written to {}",
+                self.log_dir.display()
+            );
         }
     }
 
