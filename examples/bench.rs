@@ -520,6 +520,7 @@ impl Bench {
         );
 
         let (mut pass, mut term, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+        let mut term_memory = Vec::new();
         for run in 0..self.args.runs {
             let secs = self.passthrough(run, &names, n)?;
             println!(
@@ -530,14 +531,24 @@ impl Bench {
             );
             pass.push(n as f64 / secs);
 
-            let secs = self.terminus_throughput(run, &names, &ends, &states, &expected)?;
+            let secs = self.terminus_throughput(run, &names, &ends, &states, &expected, "disk")?;
             println!(
-                "run {run}: terminus {:.2}s = {:.0} events/s, outputs verified (load {})",
+                "run {run}: terminus (disk store) {:.2}s = {:.0} events/s, outputs verified (load {})",
                 secs,
                 n as f64 / secs,
                 loadavg()
             );
             term.push(n as f64 / secs);
+
+            let secs =
+                self.terminus_throughput(run, &names, &ends, &states, &expected, "memory")?;
+            println!(
+                "run {run}: terminus (memory store) {:.2}s = {:.0} events/s, outputs verified (load {})",
+                secs,
+                n as f64 / secs,
+                loadavg()
+            );
+            term_memory.push(n as f64 / secs);
 
             if let Some(cp) = &self.args.streams_classpath {
                 let secs = self.streams_throughput(run, cp, &names, &ends, distinct.len())?;
@@ -580,12 +591,32 @@ impl Bench {
                     }
                 ),
                 ..row(
-                    "Terminus exactly-once (events/s)",
+                    "Terminus exactly-once, disk store (events/s)",
                     format!("{t:.0}"),
                     fmt_runs(&term),
                 )
             },
         ];
+        let tm = median(&term_memory);
+        rows.push(Row {
+            baseline: "pass-through".into(),
+            ratio: format!("{:.2}", tm / p),
+            target: "—".into(),
+            ..row(
+                "Terminus exactly-once, memory store (events/s)",
+                format!("{tm:.0}"),
+                fmt_runs(&term_memory),
+            )
+        });
+        rows.push(Row {
+            baseline: "memory store".into(),
+            ratio: format!("{:.2}", t / tm),
+            target: format!(
+                "≥ 0.90: {}",
+                if t / tm >= 0.9 { "met" } else { "NOT met" }
+            ),
+            ..row("disk store ÷ memory store, exactly-once", String::new(), String::new())
+        });
         if !peer.is_empty() {
             let s = median(&peer);
             rows.push(Row {
@@ -739,11 +770,19 @@ impl Bench {
         ends: &[(String, i32, i64)],
         states: &[(i32, String, Vec<u8>)],
         expected: &[Output],
+        store: &str,
     ) -> Result<f64> {
-        let d = self.deployment(&format!("t{run}"), names, states)?;
-        let mut worker = Worker::start(&self.args, &d, &format!("t{run}"))?;
+        let set = format!("t{store}{run}");
+        let d = self.deployment(&set, names, states)?;
+        let dir = std::env::temp_dir().join(format!("{}-state", d.group));
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = [
+            format!("--state-store={store}"),
+            format!("--state-dir={}", dir.display()),
+        ];
+        let mut worker = Worker::start_with(&self.args, &d, &set, &flags)?;
         let profiler = match (&self.args.perf_out, run) {
-            (Some(out), 0) => Some(
+            (Some(out), 0) if store == "disk" => Some(
                 Command::new("perf")
                     .args(["record", "-e", "cpu-clock", "-F", "499"])
                     .args(["--call-graph", "dwarf,16384", "-o"])
@@ -786,6 +825,7 @@ impl Bench {
             let _ = p.wait();
         }
         worker.stop()?;
+        let _ = std::fs::remove_dir_all(&dir);
         let actual = read_outputs(&self.args.bootstrap, &d)?;
         verify_same(&actual, expected)?;
         let dead = read_all(&self.args.bootstrap, &d.dlq, |_| ())?;
@@ -975,6 +1015,10 @@ impl Bench {
 
     // ------------------------------------------------------------ restore
 
+    /// State at scale: `--restore-customers` states in the changelog; per
+    /// run, a cold start with the memory store, a cold start with the disk
+    /// store (no local store, as for a new pod), and a restart of that disk
+    /// worker with its store intact. Ready = start → /readyz 200.
     fn restore(&self) -> Result<Vec<Row>> {
         let b = &self.args.bootstrap;
         let n = self.args.restore_customers;
@@ -991,35 +1035,67 @@ impl Bench {
         let started = Instant::now();
         let bytes = write_many_states(b, &d.changelog, n)?;
         println!(
-            "restore: {n} states ({:.0} MiB of JSON) written to the changelog in {:.1}s",
+            "restore: {n} states ({:.0} MiB of binary state records) written to the changelog in {:.1}s",
             bytes as f64 / 1048576.0,
             started.elapsed().as_secs_f64()
         );
-        let (mut ready, mut restored, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+        #[derive(Default)]
+        struct Series {
+            ready: Vec<f64>,
+            rate: Vec<f64>,
+            rss: Vec<f64>,
+            read: Vec<f64>,
+        }
+        let (mut memory, mut cold, mut warm) =
+            (Series::default(), Series::default(), Series::default());
         for run in 0..self.args.runs {
-            let d = Deployment {
-                group: self.topic(&format!("r{run}")),
-                ..d.clone()
-            };
-            let started = Instant::now();
-            let mut worker = Worker::start(&self.args, &d, &format!("r{run}"))?;
-            worker.wait_ready(Duration::from_secs(300))?;
-            let secs = started.elapsed().as_secs_f64();
-            let hwm = worker.peak_rss_mib()?;
-            worker.stop()?;
-            let (customers, millis) = worker.restored()?;
-            ensure!(
-                customers == n as u64,
-                "the worker restored {customers} customers, not {n}"
-            );
-            println!(
-                "run {run}: restore of {n} customers: ready after {secs:.1}s (restore itself {:.1}s), peak RSS {hwm:.0} MiB (load {})",
-                millis as f64 / 1000.0,
-                loadavg()
-            );
-            ready.push(secs);
-            restored.push(millis as f64 / 1000.0);
-            rss.push(hwm);
+            for (kind, series) in [("memory", &mut memory), ("disk", &mut cold)] {
+                let d = Deployment {
+                    group: self.topic(&format!("r{run}{kind}")),
+                    ..d.clone()
+                };
+                let dir = std::env::temp_dir().join(format!("{}-state", d.group));
+                let _ = std::fs::remove_dir_all(&dir);
+                let flags = vec![
+                    format!("--state-store={kind}"),
+                    format!("--state-dir={}", dir.display()),
+                ];
+                let run_once = |name: &str| -> Result<(f64, f64, u64, u64, u64)> {
+                    let started = Instant::now();
+                    let mut worker = Worker::start_with(&self.args, &d, name, &flags)?;
+                    worker.wait_ready(Duration::from_secs(600))?;
+                    let secs = started.elapsed().as_secs_f64();
+                    let hwm = worker.peak_rss_mib()?;
+                    worker.stop()?;
+                    let (customers, millis, records) = worker.restored_records()?;
+                    ensure!(
+                        customers == n as u64,
+                        "the worker holds {customers} customers, not {n}"
+                    );
+                    Ok((secs, hwm, customers, millis, records))
+                };
+                let (secs, hwm, _, millis, records) = run_once(&format!("r{run}"))?;
+                let rate = records as f64 / (millis.max(1) as f64 / 1000.0);
+                println!(
+                    "run {run}: {kind} store, cold: ready after {secs:.1}s, {records} changelog records read in {:.1}s = {rate:.0} records/s, peak RSS {hwm:.0} MiB (load {})",
+                    millis as f64 / 1000.0,
+                    loadavg()
+                );
+                series.ready.push(secs);
+                series.rate.push(rate);
+                series.rss.push(hwm);
+                if kind == "disk" {
+                    let (secs, hwm, _, _, records) = run_once(&format!("r{run}"))?;
+                    println!(
+                        "run {run}: disk store, restart with the store intact: ready after {secs:.1}s, {records} changelog records read, peak RSS {hwm:.0} MiB (load {})",
+                        loadavg()
+                    );
+                    warm.ready.push(secs);
+                    warm.rss.push(hwm);
+                    warm.read.push(records as f64);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
         let fmt = |v: &[f64], d: usize| {
             v.iter()
@@ -1027,30 +1103,66 @@ impl Bench {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let (t, m) = (median(&ready), median(&rss));
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        let (cr, mr) = (median(&cold.rate), median(&memory.rate));
         Ok(vec![
+            row(
+                &format!("{n} customers, memory store, cold start → /readyz 200 (s)"),
+                format!("{:.1}", median(&memory.ready)),
+                fmt(&memory.ready, 1),
+            ),
+            row(
+                "… restore rate, memory store (changelog records/s)",
+                format!("{mr:.0}"),
+                fmt(&memory.rate, 0),
+            ),
+            row(
+                "… peak RSS, memory store (MiB)",
+                format!("{:.0}", median(&memory.rss)),
+                fmt(&memory.rss, 0),
+            ),
+            row(
+                &format!("{n} customers, disk store, cold start (no local store) → /readyz 200 (s)"),
+                format!("{:.1}", median(&cold.ready)),
+                fmt(&cold.ready, 1),
+            ),
             Row {
-                target: format!("≤ 15 s: {}", if t <= 15.0 { "met" } else { "NOT met" }),
+                baseline: "memory store".into(),
+                ratio: format!("{:.2}", cr / mr.max(1.0)),
+                target: format!("≥ 500,000: {}", met(cr >= 500_000.0)),
                 ..row(
-                    &format!("restore {n} customers: start → /readyz 200 (s)"),
-                    format!("{t:.1}"),
-                    fmt(&ready, 1),
+                    "… cold restore rate, disk store (changelog records/s)",
+                    format!("{cr:.0}"),
+                    fmt(&cold.rate, 0),
+                )
+            },
+            Row {
+                target: format!("≤ 1024 MiB: {}", met(median(&cold.rss) <= 1024.0)),
+                ..row(
+                    "… peak RSS, disk store, cold start (MiB)",
+                    format!("{:.0}", median(&cold.rss)),
+                    fmt(&cold.rss, 0),
+                )
+            },
+            Row {
+                target: format!("≤ 5 s: {}", met(median(&warm.ready) <= 5.0)),
+                ..row(
+                    "disk store, restart with the store intact → /readyz 200 (s)",
+                    format!("{:.1}", median(&warm.ready)),
+                    fmt(&warm.ready, 1),
                 )
             },
             row(
-                "… of which reading the changelog (s, from the worker's log)",
-                format!("{:.1}", median(&restored)),
-                fmt(&restored, 1),
+                "… changelog records read on that restart",
+                format!("{:.0}", median(&warm.read)),
+                fmt(&warm.read, 0),
             ),
             Row {
-                target: format!(
-                    "≤ 1024 MiB: {}",
-                    if m <= 1024.0 { "met" } else { "NOT met" }
-                ),
+                target: format!("≤ 1024 MiB: {}", met(median(&warm.rss) <= 1024.0)),
                 ..row(
-                    "restore peak RSS, VmHWM (MiB)",
-                    format!("{m:.0}"),
-                    fmt(&rss, 0),
+                    "… peak RSS, disk store, restart (MiB)",
+                    format!("{:.0}", median(&warm.rss)),
+                    fmt(&warm.rss, 0),
                 )
             },
         ])
@@ -1166,6 +1278,11 @@ struct Worker {
 
 impl Worker {
     fn start(args: &Args, d: &Deployment, name: &str) -> Result<Worker> {
+        Worker::start_with(args, d, name, &[])
+    }
+
+    /// Like `start`, with extra flags (the store, its directory).
+    fn start_with(args: &Args, d: &Deployment, name: &str, extra: &[String]) -> Result<Worker> {
         let (bin, bootstrap) = (&args.terminus, &args.bootstrap);
         let admin = free_port()?;
         let log = std::env::temp_dir().join(format!("{}.log", d.group));
@@ -1183,6 +1300,7 @@ impl Worker {
             .args(["--changelog-topic", &d.changelog])
             .args(["--admin-addr", &admin, "--log-format", "json"])
             .args(&args.terminus_arg)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1248,9 +1366,10 @@ impl Worker {
         Ok(kb / 1024.0)
     }
 
-    /// (customers, millis) summed over the worker's "partitions restored" log lines.
-    fn restored(&self) -> Result<(u64, u64)> {
-        let mut total = (0, 0);
+    /// (customers, millis, changelog records read) summed over the worker's
+    /// "partitions restored" log lines.
+    fn restored_records(&self) -> Result<(u64, u64, u64)> {
+        let mut total = (0, 0, 0);
         for line in std::fs::read_to_string(&self.log)?.lines() {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
                 continue;
@@ -1260,6 +1379,7 @@ impl Worker {
             if f["message"] == "partitions restored from the changelog" {
                 total.0 += f["customers"].as_u64().unwrap_or(0);
                 total.1 += f["millis"].as_u64().unwrap_or(0);
+                total.2 += f["records"].as_u64().unwrap_or(0);
             }
         }
         Ok(total)

@@ -243,6 +243,9 @@ impl DiskStore {
         let mut failure = lock(&self.failure);
         if failure.is_none() {
             *failure = Some(format!("{what}: {e}"));
+            // Never trust this partition's files again: without its meta
+            // record the next start clears it and reads the changelog in full.
+            let _ = self.meta.remove(self.meta_key.as_str());
         }
     }
 

@@ -1,0 +1,188 @@
+//! The disk store against the real broker: a restart reads only the
+//! changelog after the store's checkpoint, another instance's writes meanwhile
+//! are read as that tail, and a store that cannot be trusted (torn files, a
+//! changelog recreated under it) is rebuilt from the changelog. Outputs
+//! always equal the simulator's.
+
+mod common;
+
+use common::delete_topics;
+use common::rig::{PARTITIONS, Rig, assert_same_outputs, journeys, simulate, stop};
+use std::time::Duration;
+
+/// Each "partitions restored" line of one instance's log: (partitions
+/// restored from their checkpoint, changelog records read).
+fn restores(rig: &Rig, instance: &str) -> Vec<(String, u64)> {
+    let log = std::fs::read_to_string(rig.log_dir.join(format!("{instance}.log")))
+        .unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "partitions restored from the changelog")
+        .map(|v| {
+            (
+                v["from_checkpoint"].as_str().unwrap_or_default().to_owned(),
+                v["records"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn log_of(rig: &Rig, instance: &str) -> String {
+    std::fs::read_to_string(rig.log_dir.join(format!("{instance}.log"))).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_only_what_came_after_the_checkpoint() {
+    let rig = Rig::new("store-tail").await;
+    let phases = journeys(31, 60, 9);
+    let (first, rest) = phases.split_at(3);
+    let (middle, last) = rest.split_at(3);
+    let mut a = rig.spawn("a");
+    for phase in first {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    stop(&mut a);
+    let all = restores(&rig, "a");
+    assert_eq!(all.len(), 1, "{all:?}");
+
+    // A clean restart: everything is in the store already.
+    let mut a = rig.spawn("a");
+    rig.wait_caught_up(Duration::from_secs(120)).await;
+    for phase in middle {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    stop(&mut a);
+    let all = restores(&rig, "a");
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(
+        all[1],
+        ("[0, 1, 2]".to_owned(), 0),
+        "a clean restart reads nothing but the checkpoint records"
+    );
+
+    // Another instance works while `a` is away; `a` then reads its writes
+    // as the tail after its own checkpoint.
+    let mut b = rig.spawn("b");
+    let (during, after) = last.split_at(last.len() / 2);
+    for phase in during {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    stop(&mut b);
+    let written_by_b = restores(&rig, "b");
+    assert_eq!(written_by_b.len(), 1);
+    let mut a = rig.spawn("a");
+    for phase in after {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    let actual = rig.outputs().await;
+    stop(&mut a);
+    let all = restores(&rig, "a");
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all[2].0, "[0, 1, 2]", "restored from the checkpoint: {all:?}");
+    assert!(all[2].1 > 0, "b's changelog records are read: {all:?}");
+    assert!(
+        all[2].1 < written_by_b[0].1,
+        "only the tail is read ({} records), not the whole changelog ({} when b started)",
+        all[2].1,
+        written_by_b[0].1
+    );
+    assert_same_outputs(&actual, &simulate(&phases.concat()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
+    let rig = Rig::new("store-torn").await;
+    let phases = journeys(32, 50, 6);
+    let (first, rest) = phases.split_at(3);
+    let mut a = rig.spawn("a");
+    for phase in first {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    stop(&mut a);
+    // Tear every file of the store: truncate each to half, garbage after.
+    let dir = rig.state_dir("a");
+    let mut torn = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("state dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "lock") {
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let mut bytes = std::fs::read(&path).unwrap_or_default();
+                bytes.truncate((len / 2) as usize);
+                bytes.extend_from_slice(&[0xa5; 64]);
+                std::fs::write(&path, bytes).expect("tear");
+                torn += 1;
+            }
+        }
+    }
+    assert!(torn > 0, "the store wrote files under {}", dir.display());
+    let mut a = rig.spawn("a");
+    for phase in rest {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    let actual = rig.outputs().await;
+    stop(&mut a);
+    let log = log_of(&rig, "a");
+    assert!(
+        log.contains("state directory wiped") || log.contains("partition store cleared"),
+        "the torn store is noticed and rebuilt: {:?}",
+        restores(&rig, "a")
+    );
+    let all = restores(&rig, "a");
+    assert_eq!(all[1].0, "[]", "read in full, not from a checkpoint: {all:?}");
+    assert_same_outputs(&actual, &simulate(&phases.concat()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outlives_its_changelog_and_is_not_trusted() {
+    let rig = Rig::new("store-recreated").await;
+    let phases = journeys(33, 40, 4);
+    let events = phases.concat();
+    let mut a = rig.spawn("a");
+    for phase in &phases {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    stop(&mut a);
+    // The operator deletes and recreates every topic under the same names
+    // (a new environment, a reset): the old store describes nothing of it.
+    let (inputs, outputs) = rig.topic_roles();
+    let changelog = rig.topic("changelog");
+    let mut all: Vec<&str> = inputs.iter().chain(&outputs).map(String::as_str).collect();
+    all.push(&changelog);
+    delete_topics(&all).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    common::create_topics(&inputs, PARTITIONS, &[]).await;
+    common::create_topics(&[changelog.as_str()], PARTITIONS, &[("cleanup.policy", "compact")])
+        .await;
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    common::create_topics(&outputs, PARTITIONS, &[]).await;
+    // The same events again: with the old store trusted they would all be
+    // duplicates, and nothing would come out.
+    let mut a = rig.spawn("a");
+    for phase in &phases {
+        rig.produce(phase).await;
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    let actual = rig.outputs().await;
+    stop(&mut a);
+    let log = log_of(&rig, "a");
+    assert!(
+        log.contains("partition store cleared"),
+        "the stale store is cleared: {:?}",
+        restores(&rig, "a")
+    );
+    let expected = simulate(&events);
+    assert!(!expected.is_empty());
+    assert_same_outputs(&actual, &expected);
+}
