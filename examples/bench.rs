@@ -611,11 +611,12 @@ impl Bench {
         rows.push(Row {
             baseline: "memory store".into(),
             ratio: format!("{:.2}", t / tm),
-            target: format!(
-                "≥ 0.90: {}",
-                if t / tm >= 0.9 { "met" } else { "NOT met" }
-            ),
-            ..row("disk store ÷ memory store, exactly-once", String::new(), String::new())
+            target: format!("≥ 0.90: {}", if t / tm >= 0.9 { "met" } else { "NOT met" }),
+            ..row(
+                "disk store ÷ memory store, exactly-once",
+                String::new(),
+                String::new(),
+            )
         });
         if !peer.is_empty() {
             let s = median(&peer);
@@ -1122,7 +1123,9 @@ impl Bench {
                 fmt(&memory.rss, 0),
             ),
             row(
-                &format!("{n} customers, disk store, cold start (no local store) → /readyz 200 (s)"),
+                &format!(
+                    "{n} customers, disk store, cold start (no local store) → /readyz 200 (s)"
+                ),
                 format!("{:.1}", median(&cold.ready)),
                 fmt(&cold.ready, 1),
             ),

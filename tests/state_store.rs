@@ -13,8 +13,8 @@ use std::time::Duration;
 /// Each "partitions restored" line of one instance's log: (partitions
 /// restored from their checkpoint, changelog records read).
 fn restores(rig: &Rig, instance: &str) -> Vec<(String, u64)> {
-    let log = std::fs::read_to_string(rig.log_dir.join(format!("{instance}.log")))
-        .unwrap_or_default();
+    let log =
+        std::fs::read_to_string(rig.log_dir.join(format!("{instance}.log"))).unwrap_or_default();
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["message"] == "partitions restored from the changelog")
@@ -82,7 +82,10 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     stop(&mut a);
     let all = restores(&rig, "a");
     assert_eq!(all.len(), 3, "{all:?}");
-    assert_eq!(all[2].0, "[0, 1, 2]", "restored from the checkpoint: {all:?}");
+    assert_eq!(
+        all[2].0, "[0, 1, 2]",
+        "restored from the checkpoint: {all:?}"
+    );
     assert!(all[2].1 > 0, "b's changelog records are read: {all:?}");
     assert!(
         all[2].1 < written_by_b[0].1,
@@ -138,7 +141,10 @@ async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
         restores(&rig, "a")
     );
     let all = restores(&rig, "a");
-    assert_eq!(all[1].0, "[]", "read in full, not from a checkpoint: {all:?}");
+    assert_eq!(
+        all[1].0, "[]",
+        "read in full, not from a checkpoint: {all:?}"
+    );
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }
 
@@ -163,8 +169,12 @@ async fn a_store_outlives_its_changelog_and_is_not_trusted() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     common::create_topics(&inputs, PARTITIONS, &[]).await;
-    common::create_topics(&[changelog.as_str()], PARTITIONS, &[("cleanup.policy", "compact")])
-        .await;
+    common::create_topics(
+        &[changelog.as_str()],
+        PARTITIONS,
+        &[("cleanup.policy", "compact")],
+    )
+    .await;
     let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     common::create_topics(&outputs, PARTITIONS, &[]).await;
     // The same events again: with the old store trusted they would all be
@@ -185,4 +195,99 @@ async fn a_store_outlives_its_changelog_and_is_not_trusted() {
     let expected = simulate(&events);
     assert!(!expected.is_empty());
     assert_same_outputs(&actual, &expected);
+}
+
+/// SIGKILL the moment a transaction of due timers commits, when the worker
+/// is writing that batch to its store: each restart finds the store at some
+/// earlier committed checkpoint, reads the rest from the changelog, and the
+/// outputs equal the simulator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_the_store_is_written_loses_and_duplicates_nothing() {
+    use terminus::domain::{Policy, Rule};
+    use terminus::time::{Period, Timestamp};
+    let mut rig = Rig::new("store-kill").await;
+    rig.extra_args = vec![
+        "--customer-notice".into(),
+        "4s".into(),
+        "--timers-per-transaction".into(),
+        "300".into(),
+        "--static-membership".into(),
+        "true".into(),
+    ];
+    let now = Timestamp::now().millis();
+    let customers = 3000;
+    let events: Vec<String> = (0..customers)
+        .map(|c| {
+            common::rig::envelope(
+                &format!("sk-{c}"),
+                "CustomerTerminationRequested",
+                &common::rig::at(now, 0),
+                serde_json::json!({"customerId": format!("SK-{c}")}),
+            )
+        })
+        .collect();
+    let killer = {
+        let rig = rig.clone();
+        tokio::task::spawn_blocking(move || {
+            let timer_commits = |rig: &Rig| {
+                log_of(rig, "a")
+                    .lines()
+                    .filter(|l| l.contains("transaction committed"))
+                    .filter(|l| !l.contains("\"timer_customers\":0"))
+                    .count()
+            };
+            let mut worker = rig.spawn("a");
+            let mut kills = 0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while kills < 6 && std::time::Instant::now() < deadline {
+                let seen = timer_commits(&rig);
+                while timer_commits(&rig) == seen && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                worker.kill().expect("SIGKILL");
+                let _ = worker.wait();
+                kills += 1;
+                worker = rig.spawn("a");
+            }
+            (worker, kills)
+        })
+    };
+    rig.produce(&events).await;
+    let (mut worker, kills) = killer.await.expect("killer");
+    assert_eq!(kills, 6, "six transactions of timers were seen and killed");
+    // Every customer dismantled: three instructions each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let d = common::consume_until_idle(
+            &rig.topic("dismantle"),
+            Duration::from_millis(300),
+            Duration::from_secs(20),
+        )
+        .await;
+        if d.len() >= customers * 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    rig.wait_caught_up(Duration::from_secs(60)).await;
+    let actual = rig.outputs().await;
+    stop(&mut worker);
+    let all = restores(&rig, "a");
+    assert!(
+        all.iter().skip(1).all(|(from, _)| from == "[0, 1, 2]"),
+        "every restart used its store: {all:?}"
+    );
+    assert!(
+        all.iter().skip(1).any(|(_, records)| *records > 0),
+        "some kill landed between the Kafka commit and the store write (the restart read the difference): {all:?}"
+    );
+    let policy = Policy::with_default(Rule {
+        customer_notice: Period::exact(Duration::from_secs(4)),
+        ..Rule::default()
+    });
+    let until = Timestamp::from_millis(now + 120_000);
+    assert_same_outputs(
+        &actual,
+        &common::rig::simulate_with(&events, policy, Some(until)),
+    );
 }

@@ -320,15 +320,6 @@ impl Processor {
         for ((topic, partition), (_, next)) in batch.consumed {
             self.committed.insert((topic, partition), next);
         }
-        self.pipeline.commit(&self.txn.take_changelog_marks());
-        if let Some(failure) = self.pipeline.store_failure() {
-            // Kafka holds the batch; the store missed it. A restart reads it
-            // back from the changelog.
-            self.poisoned = true;
-            return Err(WorkerError::Fatal(format!(
-                "the committed batch could not be written to the state store ({failure}); exiting so that a restart rebuilds it from the changelog"
-            )));
-        }
         self.counters.commits += 1;
         if self.abort_streak.1 > 0 {
             self.abort_streak = (String::new(), 0);
@@ -345,6 +336,17 @@ impl Processor {
             "transaction committed"
         );
         log_dead_letters(&batch.dead_letters);
+        // Kafka holds the batch now; the store follows (a crash from here on
+        // costs the restore a few more changelog records, nothing else).
+        self.pipeline.commit(&self.txn.take_changelog_marks());
+        if let Some(failure) = self.pipeline.store_failure() {
+            // Kafka holds the batch; the store missed it. A restart reads it
+            // back from the changelog.
+            self.poisoned = true;
+            return Err(WorkerError::Fatal(format!(
+                "the committed batch could not be written to the state store ({failure}); exiting so that a restart rebuilds it from the changelog"
+            )));
+        }
         Ok(())
     }
 
