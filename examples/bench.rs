@@ -1086,6 +1086,12 @@ impl Bench {
                 series.rate.push(rate);
                 series.rss.push(hwm);
                 if kind == "disk" {
+                    let mib = dir_size(&dir) as f64 / 1048576.0;
+                    println!(
+                        "run {run}: disk store after the cold start: {mib:.0} MiB on disk ({:.0} bytes per customer)",
+                        mib * 1048576.0 / n as f64
+                    );
+                    series.read.push(mib);
                     let (secs, hwm, _, _, records) = run_once(&format!("r{run}"))?;
                     println!(
                         "run {run}: disk store, restart with the store intact: ready after {secs:.1}s, {records} changelog records read, peak RSS {hwm:.0} MiB (load {})",
@@ -1147,6 +1153,11 @@ impl Bench {
                     fmt(&cold.rss, 0),
                 )
             },
+            row(
+                "… disk store size after the cold start (MiB)",
+                format!("{:.0}", median(&cold.read)),
+                fmt(&cold.read, 0),
+            ),
             Row {
                 target: format!("≤ 5 s: {}", met(median(&warm.ready) <= 5.0)),
                 ..row(
@@ -1170,6 +1181,26 @@ impl Bench {
             },
         ])
     }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 /// The reader's give-up time: the run's length plus a minute.
