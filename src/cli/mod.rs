@@ -13,7 +13,7 @@ use crate::domain::{Policy, Rule};
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::{DEFAULT_CHANGELOG, TopicNames};
 use crate::time::Period;
-use crate::worker::{RegistrySettings, StateFormat, StoreKind, WorkerOptions};
+use crate::worker::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WorkerOptions};
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -303,6 +303,17 @@ pub struct RunArgs {
     /// timeout). Off by default: SIGTERM leaves the group.
     #[arg(long, env = "TERMINUS_STATIC_MEMBERSHIP", default_value_t = false, action = clap::ArgAction::Set, help_heading = "Kafka")]
     pub static_membership: bool,
+    /// Consumer group protocol: `classic` (eager range assignment: every
+    /// rebalance revokes every partition) or `consumer` (KIP-848, Kafka 4.x:
+    /// incremental, the broker's range assignor keeps co-partitioned inputs
+    /// together; partitions that stay are never revoked).
+    #[arg(
+        long,
+        env = "TERMINUS_GROUP_PROTOCOL",
+        default_value = "classic",
+        help_heading = "Kafka"
+    )]
+    pub group_protocol: GroupProtocol,
     /// Wire format of the outputs: json, avro-confluent (needs
     /// --schema-registry-url) or avro-single-object. Inputs in any of them are
     /// recognised per record.
@@ -454,6 +465,7 @@ impl RunArgs {
             transaction_timeout: self.transaction_timeout,
             session_timeout: self.session_timeout,
             static_membership: self.static_membership,
+            group_protocol: self.group_protocol,
             restore_timeout: self.restore_timeout,
             state_store: self.state_store,
             state_dir,

@@ -21,7 +21,7 @@ mod restore;
 mod tracing_context;
 pub mod transaction;
 
-pub use options::{RegistrySettings, StateFormat, StoreKind, WorkerOptions};
+pub use options::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WorkerOptions};
 pub use processor::Counters;
 
 use crate::engine::SharedEngines;
@@ -109,13 +109,23 @@ impl ConsumerContext for WorkerContext {
             Rebalance::Revoke(tpl) => {
                 let partitions = self.input_partitions(tpl);
                 processor.revoke(consumer, &partitions, consumer.assignment_lost());
-                processor.status().set_owned(Vec::new());
+                // Incremental protocols revoke some partitions and keep the rest.
+                let kept = self.kept_after_revoke(consumer, tpl);
+                processor.status().set_owned(kept);
             }
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = self.input_partitions(tpl).into_iter().collect();
                 info!(?partitions, "partitions assigned; restoring state");
                 processor.metrics().rebalanced("assign");
-                processor.status().set_owned(partitions.clone());
+                if let Err(e) = self.check_co_partitioned(consumer, tpl) {
+                    if processor.fatal.is_none() {
+                        processor.fatal = Some(e);
+                    }
+                    return;
+                }
+                let mut owned: BTreeSet<i32> = processor.status().owned().into_iter().collect();
+                owned.extend(partitions.iter().copied());
+                processor.status().set_owned(owned.into_iter().collect());
                 if let Err(e) = processor.assign(&partitions)
                     && processor.fatal.is_none()
                 {
@@ -128,6 +138,67 @@ impl ConsumerContext for WorkerContext {
 }
 
 impl WorkerContext {
+    /// Input partitions still assigned once `revoked` is gone (none under the
+    /// classic protocol, which revokes everything).
+    fn kept_after_revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        revoked: &rdkafka::TopicPartitionList,
+    ) -> Vec<i32> {
+        let gone: BTreeSet<(String, i32)> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let Ok(current) = consumer.assignment() else {
+            return Vec::new();
+        };
+        let kept: rdkafka::TopicPartitionList = {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for e in current.elements() {
+                if !gone.contains(&(e.topic().to_owned(), e.partition())) {
+                    tpl.add_partition(e.topic(), e.partition());
+                }
+            }
+            tpl
+        };
+        self.input_partitions(&kept).into_iter().collect()
+    }
+
+    /// After this assignment, every owned partition number must come with
+    /// all three input topics: a customer's events arrive on any of them,
+    /// and only one engine may hold the customer.
+    fn check_co_partitioned(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        added: &rdkafka::TopicPartitionList,
+    ) -> Result<(), WorkerError> {
+        let mut by_partition: std::collections::BTreeMap<i32, BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        let current = consumer.assignment().unwrap_or_default();
+        for e in current.elements().iter().chain(added.elements().iter()) {
+            if self.topics.input_role(e.topic()).is_some() {
+                by_partition
+                    .entry(e.partition())
+                    .or_default()
+                    .insert(e.topic().to_owned());
+            }
+        }
+        let inputs = self.topics.inputs().len();
+        let split: Vec<String> = by_partition
+            .iter()
+            .filter(|(_, topics)| topics.len() != inputs)
+            .map(|(p, topics)| format!("partition {p} of {topics:?} only"))
+            .collect();
+        if split.is_empty() {
+            return Ok(());
+        }
+        Err(WorkerError::Fatal(format!(
+            "the group assigned input partitions without their co-partitioned siblings ({}); a customer's state would be split across instances. Use --group-protocol classic, or a broker whose consumer-group assignor keeps co-partitioned topics together",
+            split.join(", ")
+        )))
+    }
+
     fn input_partitions(&self, tpl: &rdkafka::TopicPartitionList) -> BTreeSet<i32> {
         tpl.elements()
             .iter()
@@ -379,14 +450,25 @@ fn create_consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        // Range assignment gives one member partition p of every input topic:
-        // co-partitioning is what lets one engine own a customer.
-        .set("partition.assignment.strategy", "range")
-        .set(
-            "session.timeout.ms",
-            opts.session_timeout.as_millis().to_string(),
-        );
+        .set("auto.offset.reset", "earliest");
+    match opts.group_protocol {
+        GroupProtocol::Classic => {
+            // Range assignment gives one member partition p of every input
+            // topic: co-partitioning is what lets one engine own a customer.
+            config.set("partition.assignment.strategy", "range").set(
+                "session.timeout.ms",
+                opts.session_timeout.as_millis().to_string(),
+            );
+        }
+        GroupProtocol::Consumer => {
+            // KIP-848: the broker assigns, incrementally; its range assignor
+            // gives partition p of co-partitioned topics to one member. The
+            // session timeout is the group's (group.consumer.session.timeout.ms).
+            config
+                .set("group.protocol", "consumer")
+                .set("group.remote.assignor", "range");
+        }
+    }
     if opts.static_membership {
         // A restarted instance takes its partitions back at once instead of
         // waiting out the session of its previous incarnation.

@@ -16,6 +16,15 @@ pub enum StoreKind {
     Memory,
 }
 
+/// The consumer group protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupProtocol {
+    /// Eager range assignment (every rebalance revokes everything).
+    Classic,
+    /// KIP-848: incremental, assigned by the broker (range assignor).
+    Consumer,
+}
+
 /// How changelog records are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StateFormat {
@@ -64,6 +73,8 @@ pub struct WorkerOptions {
     /// instance gets its partitions back without a rebalance, but a stopped one
     /// does not leave the group; its partitions move after the session timeout.
     pub static_membership: bool,
+    /// Classic eager rebalancing, or KIP-848's incremental protocol.
+    pub group_protocol: GroupProtocol,
     /// Longest a partition restore may take before the worker gives up
     /// (default 5 min).
     pub restore_timeout: Duration,
