@@ -33,6 +33,7 @@ pub struct Metrics {
     rebalances: Family<Labels, Counter>,
     restore_duration: Histogram,
     records_restored: Counter,
+    restore_remaining: Family<Labels, Gauge>,
     relationships: Family<Labels, Gauge>,
     pending_timers: Gauge,
     stalled_terminations: Gauge,
@@ -66,6 +67,7 @@ impl Metrics {
             rebalances: Family::default(),
             restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             records_restored: Counter::default(),
+            restore_remaining: Family::default(),
             relationships: Family::default(),
             pending_timers: Gauge::default(),
             stalled_terminations: Gauge::default(),
@@ -163,6 +165,11 @@ impl Metrics {
             "records_restored",
             "Changelog records read while restoring",
             m.records_restored.clone(),
+        );
+        registry.register(
+            "restore_remaining_records",
+            "Changelog records (offsets) still to read by the restore under way, per changelog partition; absent when none runs",
+            m.restore_remaining.clone(),
         );
         registry.register(
             "relationships",
@@ -316,6 +323,17 @@ impl Metrics {
     pub fn restored(&self, seconds: f64, records: u64) {
         self.restore_duration.observe(seconds);
         self.records_restored.inc_by(records);
+    }
+
+    /// Restore progress: offsets left to read per changelog partition
+    /// (an empty slice once the restore is over).
+    pub fn set_restore_remaining(&self, remaining: &[(i32, i64)]) {
+        self.restore_remaining.clear();
+        for (partition, left) in remaining {
+            self.restore_remaining
+                .get_or_create(&labels(&[("partition", &partition.to_string())]))
+                .set(*left);
+        }
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -14,6 +14,8 @@ pub struct Status {
     pause_requested: AtomicBool,
     stopping: AtomicBool,
     owned: Mutex<Vec<i32>>,
+    /// The restore under way: (partition, offsets left to read).
+    restore_left: Mutex<Vec<(i32, i64)>>,
     /// Set while the same batch keeps aborting: where it starts and why.
     stuck: Mutex<Option<String>>,
 }
@@ -31,6 +33,13 @@ impl Status {
 
     pub fn set_restoring(&self, restoring: bool) {
         self.restoring.store(restoring, Ordering::Relaxed);
+    }
+
+    /// Progress of the restore under way, per partition.
+    pub fn set_restore_left(&self, left: Vec<(i32, i64)>) {
+        if let Ok(mut l) = self.restore_left.lock() {
+            *l = left;
+        }
     }
 
     pub fn set_owned(&self, partitions: Vec<i32>) {
@@ -99,7 +108,22 @@ impl Status {
             return Err("waiting for a partition assignment from the consumer group".into());
         }
         if self.restoring.load(Ordering::Relaxed) {
-            return Err("restoring assigned partitions from the changelog".into());
+            let left = self
+                .restore_left
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default();
+            if left.is_empty() {
+                return Err("restoring assigned partitions from the changelog".into());
+            }
+            let parts: Vec<String> = left
+                .iter()
+                .map(|(p, n)| format!("{p}: {n} records left"))
+                .collect();
+            return Err(format!(
+                "restoring assigned partitions from the changelog ({})",
+                parts.join(", ")
+            ));
         }
         if self.pause_requested() {
             return Err("consumption paused by an operator (POST /admin/resume)".into());
@@ -114,6 +138,21 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_names_each_partition_s_restore_progress() {
+        let s = Status::new();
+        s.beat(1);
+        s.set_owned(vec![0, 2]);
+        s.set_restoring(true);
+        s.set_restore_left(vec![(0, 1500), (2, 7)]);
+        let why = s.readiness().expect_err("not ready while restoring");
+        assert!(why.contains("0: 1500 records left"), "{why}");
+        assert!(why.contains("2: 7 records left"), "{why}");
+        s.set_restore_left(Vec::new());
+        s.set_restoring(false);
+        assert!(s.readiness().is_ok());
+    }
 
     #[test]
     fn readiness_walks_through_start_restore_and_pause() {

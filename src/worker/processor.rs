@@ -605,7 +605,12 @@ impl Processor {
         }
         let started = Instant::now();
         self.status.set_restoring(true);
-        let restored = self.restorer.restore(&partitions);
+        let (status, metrics) = (self.status.clone(), self.metrics.clone());
+        let mut progress = |left: &[(i32, i64)]| {
+            status.set_restore_left(left.to_vec());
+            metrics.set_restore_remaining(left);
+        };
+        let restored = self.restorer.restore(&partitions, &mut progress);
         self.status.set_restoring(false);
         let restored = restored?;
         self.counters.restored_records += restored.records;

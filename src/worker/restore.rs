@@ -159,7 +159,11 @@ impl Restorer {
     /// [`WorkerError::Restore`] when the changelog cannot be read to that
     /// point within the restore timeout; `Fatal` for a state record written
     /// by a newer release; `Store` when the disk store cannot be used.
-    pub fn restore(&self, partitions: &[i32]) -> Result<Restored, WorkerError> {
+    pub fn restore(
+        &self,
+        partitions: &[i32],
+        progress: &mut dyn FnMut(&[(i32, i64)]),
+    ) -> Result<Restored, WorkerError> {
         let started = Instant::now();
         let deadline = started + self.opts.restore_timeout;
         let changelog = &self.opts.topics.changelog;
@@ -224,7 +228,9 @@ impl Restorer {
             self.consumer
                 .assign(&tpl)
                 .map_err(|e| restore_error(partitions[0], e.to_string()))?;
-            let result = self.read_until(&mut engines, &mut plans, deadline, &mut records);
+            let result =
+                self.read_until(&mut engines, &mut plans, deadline, &mut records, progress);
+            progress(&[]);
             let _ = self.consumer.unassign();
             result?;
         }
@@ -313,6 +319,7 @@ impl Restorer {
         plans: &mut BTreeMap<i32, Plan>,
         deadline: Instant,
         records: &mut u64,
+        progress: &mut dyn FnMut(&[(i32, i64)]),
     ) -> Result<(), WorkerError> {
         let changelog = &self.opts.topics.changelog;
         let mut last_check = Instant::now();
@@ -409,6 +416,19 @@ impl Restorer {
                 // records too, so it reaches the high watermark once every
                 // transaction below it is settled.
                 if let Ok(positions) = self.consumer.position() {
+                    let left: Vec<(i32, i64)> = positions
+                        .elements()
+                        .iter()
+                        .filter_map(|e| {
+                            let plan = plans.get(&e.partition())?;
+                            let at = match e.offset() {
+                                Offset::Offset(at) => at,
+                                _ => 0,
+                            };
+                            Some((e.partition(), (plan.target - at).max(0)))
+                        })
+                        .collect();
+                    progress(&left);
                     for e in positions.elements() {
                         let p = e.partition();
                         let Offset::Offset(at) = e.offset() else {
