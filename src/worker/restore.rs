@@ -87,6 +87,10 @@ impl Stores {
     }
 }
 
+/// Told, as a restore reads, the offsets each partition has left to read
+/// (an empty slice when it is over).
+pub type Progress<'a> = dyn FnMut(&[(i32, i64)]) + 'a;
+
 /// Changelog records applied to a store per write batch.
 const RESTORE_BATCH: usize = 5000;
 
@@ -162,7 +166,7 @@ impl Restorer {
     pub fn restore(
         &self,
         partitions: &[i32],
-        progress: &mut dyn FnMut(&[(i32, i64)]),
+        progress: &mut Progress<'_>,
     ) -> Result<Restored, WorkerError> {
         let started = Instant::now();
         let deadline = started + self.opts.restore_timeout;
@@ -319,7 +323,7 @@ impl Restorer {
         plans: &mut BTreeMap<i32, Plan>,
         deadline: Instant,
         records: &mut u64,
-        progress: &mut dyn FnMut(&[(i32, i64)]),
+        progress: &mut Progress<'_>,
     ) -> Result<(), WorkerError> {
         let changelog = &self.opts.topics.changelog;
         let mut last_check = Instant::now();
