@@ -9,7 +9,7 @@ use crate::domain::{CustomerState, Decision, Effect, Input, Policy, decide};
 use crate::store::{Checkpoint, TimerEntry, timer_of};
 pub use crate::store::{MemoryStore, StateStore};
 use crate::time::Timestamp;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The outcome of handling one event.
@@ -29,7 +29,7 @@ pub struct Engine<S: StateStore = MemoryStore> {
     policy: Arc<Policy>,
     store: S,
     /// The open batch's changed states (`None`: the customer is forgotten).
-    dirty: HashMap<String, Option<CustomerState>>,
+    dirty: foldhash::HashMap<String, Option<CustomerState>>,
     /// Timers armed by the dirty states. A dirty customer's committed timer
     /// no longer counts.
     dirty_timers: BTreeSet<TimerEntry>,
@@ -49,7 +49,7 @@ impl<S: StateStore> Engine<S> {
         Engine {
             policy,
             store,
-            dirty: HashMap::new(),
+            dirty: foldhash::HashMap::default(),
             dirty_timers: BTreeSet::new(),
             cursor: None,
         }

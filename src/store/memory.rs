@@ -3,12 +3,12 @@
 
 use super::{StateStore, StoreStats, TimerEntry, timer_of};
 use crate::domain::CustomerState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 #[derive(Default, Debug)]
 pub struct MemoryStore {
-    states: HashMap<String, CustomerState>,
+    states: foldhash::HashMap<String, CustomerState>,
     timers: BTreeSet<TimerEntry>,
     stats: StoreStats,
 }

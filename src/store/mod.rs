@@ -16,7 +16,6 @@ pub use memory::MemoryStore;
 
 use crate::domain::{CustomerState, Phase};
 use crate::time::Timestamp;
-use std::collections::HashMap;
 
 /// The changelog record a store's state reaches: its offset, and a
 /// fingerprint of it ([`record_fingerprint`]) that a later restore checks
@@ -72,7 +71,7 @@ pub struct StoreStats {
     pub by_phase: [u64; 5],
     pub timers: u64,
     /// Customers in dismantling: when it started, and whether it stalled.
-    pub dismantling: HashMap<String, (Timestamp, bool)>,
+    pub dismantling: foldhash::HashMap<String, (Timestamp, bool)>,
 }
 
 impl StoreStats {
