@@ -347,7 +347,7 @@ impl Restorer {
         while !plans.is_empty() {
             turns = turns.wrapping_add(1);
             // The clock is read every 256 records: per record it cost 5 %.
-            let clock_turn = turns % 256 == 0;
+            let clock_turn = turns.is_multiple_of(256);
             if clock_turn && Instant::now() > deadline {
                 let (p, high) = plans.iter().next().map_or((0, 0), |(p, h)| (*p, h.target));
                 return Err(WorkerError::Restore {
