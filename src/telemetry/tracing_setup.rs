@@ -24,7 +24,16 @@ impl Drop for TracingGuard {
 /// OTLP export is on only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces
 /// variant) is set; the exporter reads the other `OTEL_*` variables itself.
 pub fn init(json: bool) -> TracingGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The embedded store's own INFO lines (one per memtable flush and per
+    // keyspace recovered) are its business, not an operator's: WARN and up,
+    // unless RUST_LOG names its targets itself.
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let quiet = if spec.contains("fjall") || spec.contains("lsm_tree") {
+        spec
+    } else {
+        format!("{spec},fjall=warn,lsm_tree=warn")
+    };
+    let filter = EnvFilter::try_new(&quiet).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
         fmt.json()
