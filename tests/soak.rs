@@ -359,8 +359,8 @@ fn notice_policy(notice: Duration) -> Policy {
 /// (`SOAK_PREFIX`, its topic prefix) and prints every (topic, customer) whose
 /// outputs differ from the simulator's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "post-mortem of a chaos run: SOAK_PREFIX=… SOAK_EVENTS=… cargo test --test soak -- --ignored soak_chaos_diff"]
-async fn soak_chaos_diff() {
+#[ignore = "post-mortem of a chaos run: SOAK_PREFIX=… SOAK_EVENTS=… cargo test --test soak -- --ignored chaos_postmortem"]
+async fn chaos_postmortem() {
     let prefix = std::env::var("SOAK_PREFIX").expect("SOAK_PREFIX");
     let wanted = env_or("SOAK_EVENTS", 0) as usize;
     let mut all: Vec<String> = Vec::new();
