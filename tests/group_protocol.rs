@@ -37,25 +37,13 @@ async fn instances_join_and_leave_and_partitions_that_stay_keep_going() {
     rig.produce(&phases[0]).await;
     rig.wait_caught_up(Duration::from_secs(120)).await;
     let mut b = rig.spawn("b");
-    for phase in &phases[1..4] {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases[1..4]).await;
     let mut c = rig.spawn("c");
-    for phase in &phases[4..7] {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases[4..7]).await;
     stop(&mut b);
-    for phase in &phases[7..9] {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases[7..9]).await;
     stop(&mut c);
-    for phase in &phases[9..] {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases[9..]).await;
     let actual = rig.outputs().await;
     stop(&mut a);
     let log = rig.log();

@@ -379,13 +379,7 @@ async fn chaos_postmortem() {
         wanted,
         "the runs' phases do not add up to SOAK_EVENTS"
     );
-    let rig = Rig {
-        group: format!("{prefix}-group"),
-        log_dir: std::env::temp_dir().join(format!("terminus-test-{prefix}")),
-        prefix,
-        extra_args: Vec::new(),
-        extra_env: Vec::new(),
-    };
+    let rig = Rig::existing(prefix);
     // The journeys' times come from the clock: take each event as it was
     // produced (same eventId), in the journeys' order.
     let mut produced: std::collections::HashMap<String, String> = std::collections::HashMap::new();

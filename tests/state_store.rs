@@ -38,10 +38,7 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     let (first, rest) = phases.split_at(3);
     let (middle, last) = rest.split_at(3);
     let mut a = rig.spawn("a");
-    for phase in first {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(first).await;
     stop(&mut a);
     let all = restores(&rig, "a");
     assert_eq!(all.len(), 1, "{all:?}");
@@ -49,10 +46,7 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     // A clean restart: everything is in the store already.
     let mut a = rig.spawn("a");
     rig.wait_caught_up(Duration::from_secs(120)).await;
-    for phase in middle {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(middle).await;
     stop(&mut a);
     let all = restores(&rig, "a");
     assert_eq!(all.len(), 2, "{all:?}");
@@ -66,18 +60,12 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     // as the tail after its own checkpoint.
     let mut b = rig.spawn("b");
     let (during, after) = last.split_at(last.len() / 2);
-    for phase in during {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(during).await;
     stop(&mut b);
     let written_by_b = restores(&rig, "b");
     assert_eq!(written_by_b.len(), 1);
     let mut a = rig.spawn("a");
-    for phase in after {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(after).await;
     let actual = rig.outputs().await;
     stop(&mut a);
     let all = restores(&rig, "a");
@@ -102,10 +90,7 @@ async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
     let phases = journeys(32, 50, 6);
     let (first, rest) = phases.split_at(3);
     let mut a = rig.spawn("a");
-    for phase in first {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(first).await;
     stop(&mut a);
     // Tear every file of the store: truncate each to half, garbage after.
     let dir = rig.state_dir("a");
@@ -128,10 +113,7 @@ async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
     }
     assert!(torn > 0, "the store wrote files under {}", dir.display());
     let mut a = rig.spawn("a");
-    for phase in rest {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(rest).await;
     let actual = rig.outputs().await;
     stop(&mut a);
     let log = log_of(&rig, "a");
@@ -154,10 +136,7 @@ async fn a_store_outlives_its_changelog_and_is_not_trusted() {
     let phases = journeys(33, 40, 4);
     let events = phases.concat();
     let mut a = rig.spawn("a");
-    for phase in &phases {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases).await;
     stop(&mut a);
     // The operator deletes and recreates every topic under the same names
     // (a new environment, a reset): the old store describes nothing of it.
@@ -180,10 +159,7 @@ async fn a_store_outlives_its_changelog_and_is_not_trusted() {
     // The same events again: with the old store trusted they would all be
     // duplicates, and nothing would come out.
     let mut a = rig.spawn("a");
-    for phase in &phases {
-        rig.produce(phase).await;
-        rig.wait_caught_up(Duration::from_secs(120)).await;
-    }
+    rig.feed(&phases).await;
     let actual = rig.outputs().await;
     stop(&mut a);
     let log = log_of(&rig, "a");

@@ -34,14 +34,7 @@ impl Rig {
     /// A rig whose input topics get the topic `configs` (for example a larger
     /// `max.message.bytes`).
     pub async fn with_input_configs(name: &str, configs: &[(&str, &str)]) -> Rig {
-        let prefix = unique(name);
-        let rig = Rig {
-            group: format!("{prefix}-group"),
-            log_dir: std::env::temp_dir().join(format!("terminus-test-{prefix}")),
-            prefix,
-            extra_args: Vec::new(),
-            extra_env: Vec::new(),
-        };
+        let rig = Rig::existing(unique(name));
         std::fs::create_dir_all(&rig.log_dir).expect("log dir");
         let (inputs, others) = rig.topic_roles();
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -56,6 +49,27 @@ impl Rig {
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         create_topics(&others, PARTITIONS, &[]).await;
         rig
+    }
+
+    /// The rig of topics that exist already under `prefix` (a finished run's,
+    /// for a post-mortem): creates nothing.
+    pub fn existing(prefix: String) -> Rig {
+        Rig {
+            group: format!("{prefix}-group"),
+            log_dir: std::env::temp_dir().join(format!("terminus-test-{prefix}")),
+            prefix,
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Produces each phase and waits until the group has committed it: a
+    /// phase's events may depend on the previous phase's, across topics.
+    pub async fn feed(&self, phases: &[Vec<String>]) {
+        for phase in phases {
+            self.produce(phase).await;
+            self.wait_caught_up(Duration::from_secs(120)).await;
+        }
     }
 
     pub fn topic(&self, role: &str) -> String {
