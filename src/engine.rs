@@ -6,7 +6,7 @@
 
 use crate::contract::{InputEnvelope, OutputRecord};
 use crate::domain::{CustomerState, Decision, Effect, Input, Policy, decide};
-use crate::store::{Checkpoint, TimerEntry, timer_of};
+use crate::store::{Before, Change, Checkpoint, TimerEntry, timer_of};
 pub use crate::store::{MemoryStore, StateStore};
 use crate::time::Timestamp;
 use std::collections::BTreeSet;
@@ -28,14 +28,25 @@ pub struct Handled {
 pub struct Engine<S: StateStore = MemoryStore> {
     policy: Arc<Policy>,
     store: S,
-    /// The open batch's changed states (`None`: the customer is forgotten).
-    dirty: foldhash::HashMap<String, Option<CustomerState>>,
+    /// The open batch's changed customers.
+    dirty: foldhash::HashMap<String, Dirty>,
     /// Timers armed by the dirty states. A dirty customer's committed timer
     /// no longer counts.
     dirty_timers: BTreeSet<TimerEntry>,
     /// Every committed timer up to here belongs to a dirty customer: the next
     /// search starts after it (reset whenever the overlay or the store changes).
     cursor: Option<TimerEntry>,
+}
+
+/// A customer the open batch changed.
+struct Dirty {
+    /// The state now (`None`: the customer is forgotten).
+    state: Option<CustomerState>,
+    /// The committed state it replaces, as the store's indexes need it: kept
+    /// so that the commit does not read it back from the store.
+    committed: Before,
+    /// `state` as a binary record, once encoded for the changelog.
+    encoded: Option<Vec<u8>>,
 }
 
 impl Engine<MemoryStore> {
@@ -62,18 +73,14 @@ impl<S: StateStore> Engine<S> {
     /// Loads states read from the changelog (`None` for a tombstone), which
     /// reach changelog offset `up_to`. Not part of any batch: restored state
     /// is already committed.
-    pub fn restore_batch(
-        &mut self,
-        records: Vec<(String, Option<CustomerState>)>,
-        up_to: Option<Checkpoint>,
-    ) {
+    pub fn restore_batch(&mut self, records: Vec<Change>, up_to: Option<Checkpoint>) {
         self.cursor = None;
         self.store.apply(records, up_to);
     }
 
     /// Loads one state read from the changelog.
     pub fn restore(&mut self, key: &str, state: Option<CustomerState>) {
-        self.restore_batch(vec![(key.to_owned(), state)], None);
+        self.restore_batch(vec![Change::new(key.to_owned(), state)], None);
     }
 
     /// Handles one decoded event at wall/logical time `now`.
@@ -149,7 +156,7 @@ impl<S: StateStore> Engine<S> {
     /// A customer's state, including the open batch's changes.
     pub fn get(&self, key: &str) -> Option<CustomerState> {
         match self.dirty.get(key) {
-            Some(state) => state.clone(),
+            Some(dirty) => dirty.state.clone(),
             None => self.store.load(key),
         }
     }
@@ -174,8 +181,9 @@ impl<S: StateStore> Engine<S> {
     fn dirty_delta(&self, count: impl Fn(Option<&CustomerState>) -> bool) -> i64 {
         self.dirty
             .iter()
-            .map(|(key, after)| {
-                i64::from(count(after.as_ref())) - i64::from(count(self.store.load(key).as_ref()))
+            .map(|(key, dirty)| {
+                i64::from(count(dirty.state.as_ref()))
+                    - i64::from(count(self.store.load(key).as_ref()))
             })
             .sum()
     }
@@ -196,7 +204,24 @@ impl<S: StateStore> Engine<S> {
         let mut out: Vec<(&str, Option<&CustomerState>)> = self
             .dirty
             .iter()
-            .map(|(k, s)| (k.as_str(), s.as_ref()))
+            .map(|(k, d)| (k.as_str(), d.state.as_ref()))
+            .collect();
+        out.sort_unstable_by_key(|(k, _)| *k);
+        out
+    }
+
+    /// As [`changes`](Self::changes), each state as a binary state record.
+    /// The records are kept for the commit, which stores the same bytes.
+    pub fn encoded_changes(&mut self) -> Vec<(&str, Option<&[u8]>)> {
+        for dirty in self.dirty.values_mut() {
+            if let (Some(state), None) = (&dirty.state, &dirty.encoded) {
+                dirty.encoded = Some(state.to_bytes());
+            }
+        }
+        let mut out: Vec<(&str, Option<&[u8]>)> = self
+            .dirty
+            .iter()
+            .map(|(k, d)| (k.as_str(), d.state.as_ref().and(d.encoded.as_deref())))
             .collect();
         out.sort_unstable_by_key(|(k, _)| *k);
         out
@@ -215,7 +240,16 @@ impl<S: StateStore> Engine<S> {
         if self.dirty.is_empty() && checkpoint.is_none() {
             return;
         }
-        let changes: Vec<(String, Option<CustomerState>)> = self.dirty.drain().collect();
+        let changes: Vec<Change> = self
+            .dirty
+            .drain()
+            .map(|(key, d)| Change {
+                key,
+                before: d.committed,
+                encoded: d.state.as_ref().and(d.encoded),
+                after: d.state,
+            })
+            .collect();
         self.store.apply(changes, checkpoint);
     }
 
@@ -227,16 +261,19 @@ impl<S: StateStore> Engine<S> {
     }
 
     fn step(&mut self, key: &str, input: Input<'_>, now: Timestamp) -> Decision {
-        let (before, was_dirty) = match self.dirty.get_mut(key) {
-            Some(slot) => (slot.take(), true),
-            None => (self.store.load(key), false),
+        let (before, committed) = match self.dirty.get_mut(key) {
+            Some(slot) => (slot.state.take(), Some(slot.committed)),
+            None => (self.store.load(key), None),
         };
+        let was_dirty = committed.is_some();
+        let committed = committed.unwrap_or_else(|| Before::of(before.as_ref()));
         let timer_before = before.as_ref().and_then(|s| timer_of(key, s));
         let mut decision = decide(key, before, input, now, &self.policy);
         if !decision.changed {
-            if was_dirty {
-                // Unchanged: the state handed back is the one taken out.
-                self.dirty.insert(key.to_owned(), decision.state.take());
+            if was_dirty && let Some(slot) = self.dirty.get_mut(key) {
+                // Unchanged: the state handed back is the one taken out, and
+                // its encoding (if any) still holds.
+                slot.state = decision.state.take();
             }
             return decision;
         }
@@ -248,7 +285,22 @@ impl<S: StateStore> Engine<S> {
         if let Some(t) = timer_after {
             self.dirty_timers.insert(t);
         }
-        self.dirty.insert(key.to_owned(), after);
+        match self.dirty.get_mut(key) {
+            Some(slot) => {
+                slot.state = after;
+                slot.encoded = None;
+            }
+            None => {
+                self.dirty.insert(
+                    key.to_owned(),
+                    Dirty {
+                        state: after,
+                        committed,
+                        encoded: None,
+                    },
+                );
+            }
+        }
         decision
     }
 }

@@ -1,11 +1,11 @@
 //! Bytes → validated input envelope.
 
+use super::json::{self, Json, Object};
 use super::{
     Category, DeadLetterReason, MAX_ID_LEN, MAX_TEXT_LEN, Topic, Vertical, is_market_code,
     is_segment_name,
 };
 use crate::time::Timestamp;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// A decoded input event: the envelope fields plus the typed event body.
@@ -152,7 +152,7 @@ impl DecodeError {
 /// # Errors
 /// A [`DecodeError`] naming the first problem found.
 pub fn decode_envelope(bytes: &[u8]) -> Result<InputEnvelope, DecodeError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value = json::parse(bytes).map_err(|e| {
         DecodeError::new(
             DeadLetterReason::InvalidJson,
             format!(
@@ -163,7 +163,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<InputEnvelope, DecodeError> {
             ),
         )
     })?;
-    let Value::Object(root) = value else {
+    let Json::Object(root) = value else {
         return Err(DecodeError::new(
             DeadLetterReason::InvalidEnvelope,
             "value must be a JSON object with eventId, eventType, eventTime and event",
@@ -176,8 +176,8 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<InputEnvelope, DecodeError> {
     let correlation_id = root.optional_id("correlationId")?;
     let source = root.optional_id("source")?;
     let body = match root.get("event") {
-        Some(Value::Object(map)) => Fields::new(map, "event."),
-        Some(Value::Null) | None => {
+        Some(Json::Object(map)) => Fields::new(map, "event."),
+        Some(Json::Null) | None => {
             return Err(DecodeError::new(
                 DeadLetterReason::MissingField,
                 "required field `event` is missing",
@@ -289,16 +289,16 @@ fn json_error_class(e: &serde_json::Error) -> &'static str {
 
 /// Field access with messages that name the full path (`event.vertical`).
 struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Object<'a>,
     prefix: &'static str,
 }
 
 impl<'a> Fields<'a> {
-    fn new(map: &'a Map<String, Value>, prefix: &'static str) -> Self {
+    fn new(map: &'a Object<'a>, prefix: &'static str) -> Self {
         Fields { map, prefix }
     }
 
-    fn get(&self, name: &str) -> Option<&'a Value> {
+    fn get(&self, name: &str) -> Option<&'a Json<'a>> {
         self.map.get(name)
     }
 
@@ -318,14 +318,14 @@ impl<'a> Fields<'a> {
 
     fn optional_string(&self, name: &str, max: usize) -> Result<Option<&'a str>, DecodeError> {
         match self.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Str(s)) if s.trim().is_empty() => {
                 Err(self.invalid(name, "a non-empty string"))
             }
-            Some(Value::String(s)) if s.chars().count() > max => {
+            Some(Json::Str(s)) if s.chars().count() > max => {
                 Err(self.invalid(name, &format!("a string of at most {max} characters")))
             }
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(Json::Str(s)) => Ok(Some(s.as_ref())),
             Some(_) => Err(self.invalid(name, "a string")),
         }
     }
@@ -391,8 +391,8 @@ impl<'a> Fields<'a> {
 
     fn optional_bool(&self, name: &str) -> Result<Option<bool>, DecodeError> {
         match self.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
             Some(_) => Err(self.invalid(name, "true or false")),
         }
     }
@@ -458,15 +458,15 @@ impl<'a> Fields<'a> {
             )
         };
         match self.get("customerId") {
-            None | Some(Value::Null) => Err(bad("is required")),
-            Some(Value::String(s)) if s.trim().is_empty() => Err(bad("must not be empty")),
-            Some(Value::String(s)) if s.chars().count() > MAX_ID_LEN => {
+            None | Some(Json::Null) => Err(bad("is required")),
+            Some(Json::Str(s)) if s.trim().is_empty() => Err(bad("must not be empty")),
+            Some(Json::Str(s)) if s.chars().count() > MAX_ID_LEN => {
                 Err(bad(&format!("must be at most {MAX_ID_LEN} characters")))
             }
-            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Some(Json::Str(s)) if s.chars().any(char::is_control) => {
                 Err(bad("must not contain control characters"))
             }
-            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Json::Str(s)) => Ok(s.as_ref().to_owned()),
             Some(_) => Err(bad("must be a string")),
         }
     }

@@ -6,6 +6,7 @@
 //! [`DeadLetterReason`] that upstream teams can act on.
 
 mod input;
+pub mod json;
 mod output;
 
 pub use input::{DecodeError, INPUT_EVENT_TYPES, InputEnvelope, InputEvent, decode_envelope};

@@ -32,6 +32,11 @@ use uuid::Uuid;
 
 /// The first byte of a binary record.
 pub const BINARY_MARKER: u8 = 0x00;
+
+/// Whether a changelog value is a binary state record (else JSON).
+pub fn is_binary(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&BINARY_MARKER)
+}
 /// The byte layout this release writes and reads.
 pub const BINARY_LAYOUT: u8 = 1;
 

@@ -14,8 +14,8 @@
 //! The store is only a cache: whatever cannot be opened or does not match the
 //! changelog is wiped and rebuilt from it (see the worker's restore).
 
-use super::{Checkpoint, StateStore, StoreStats, TimerEntry, timer_of};
-use crate::domain::{CustomerState, Phase};
+use super::{Before, Change, Checkpoint, Footprint, StateStore, StoreStats, TimerEntry};
+use crate::domain::CustomerState;
 use crate::time::Timestamp;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::path::{Path, PathBuf};
@@ -313,55 +313,70 @@ impl StateStore for DiskStore {
         Some(entry)
     }
 
-    fn apply(
-        &mut self,
-        changes: Vec<(String, Option<CustomerState>)>,
-        checkpoint: Option<Checkpoint>,
-    ) {
+    fn apply(&mut self, changes: Vec<Change>, checkpoint: Option<Checkpoint>) {
         if lock(&self.failure).is_some() {
             return; // the worker stops; writing on could only make it worse
         }
         let mut batch = self.db.batch();
-        // States this batch replaced already, for keys it holds twice.
-        let mut written: foldhash::HashMap<String, Option<CustomerState>> =
+        // For changes whose previous state is unknown (a restore, where a
+        // key may come twice): what this batch wrote for each key already.
+        let mut written: foldhash::HashMap<String, Option<Footprint>> =
             foldhash::HashMap::default();
         let mut lowest_new: Option<Vec<u8>> = None;
-        for (key, after) in changes {
-            let before = match written.remove(&key) {
-                Some(state) => state,
-                None => self.read(&key),
+        for change in changes {
+            let Change {
+                key,
+                before,
+                after,
+                encoded,
+            } = change;
+            let unknown = before == Before::Unknown;
+            let before = match before {
+                Before::Was(f) => Some(f),
+                Before::Absent => None,
+                Before::Unknown => match written.remove(&key) {
+                    Some(footprint) => footprint,
+                    None => self.read(&key).as_ref().map(Footprint::of),
+                },
             };
-            self.stats.replace(&key, before.as_ref(), after.as_ref());
-            if let Some(t) = before.as_ref().and_then(|b| timer_of(&key, b)) {
-                batch.remove(&self.timers, timer_key(&t));
+            self.stats.replace(&key, before, after.as_ref());
+            let now = after.as_ref().map(Footprint::of);
+            // An index entry that stays the same is not written again: each
+            // write is a memtable insert and, later, a tombstone to compact.
+            let timer = |f: Option<Footprint>| f.and_then(|f| f.timer);
+            let dismantle = |f: Option<Footprint>| f.and_then(|f| f.dismantle);
+            if timer(before) != timer(now) {
+                if let Some(t) = before.and_then(|b| b.timer_entry(&key)) {
+                    batch.remove(&self.timers, timer_key(&t));
+                }
+                if let Some(t) = now.and_then(|n| n.timer_entry(&key)) {
+                    let k = timer_key(&t);
+                    if lowest_new.as_ref().is_none_or(|low| k < *low) {
+                        lowest_new = Some(k.clone());
+                    }
+                    batch.insert(&self.timers, k, []);
+                }
             }
-            if matches!(
-                before.as_ref().map(|b| &b.phase),
-                Some(Phase::Dismantling { .. })
-            ) {
-                batch.remove(&self.dismantling, key.as_str());
+            if dismantle(before) != dismantle(now) {
+                match dismantle(now) {
+                    Some((started, stalled)) => batch.insert(
+                        &self.dismantling,
+                        key.as_str(),
+                        encode_dismantling(started, stalled),
+                    ),
+                    None => batch.remove(&self.dismantling, key.as_str()),
+                }
             }
             match &after {
                 Some(state) => {
-                    if let Some(t) = timer_of(&key, state) {
-                        let k = timer_key(&t);
-                        if lowest_new.as_ref().is_none_or(|low| k < *low) {
-                            lowest_new = Some(k.clone());
-                        }
-                        batch.insert(&self.timers, k, []);
-                    }
-                    if let Phase::Dismantling { dismantle, .. } = &state.phase {
-                        batch.insert(
-                            &self.dismantling,
-                            key.as_str(),
-                            encode_dismantling(dismantle.started_at, dismantle.stalled),
-                        );
-                    }
-                    batch.insert(&self.states, key.as_str(), state.to_bytes());
+                    let bytes = encoded.unwrap_or_else(|| state.to_bytes());
+                    batch.insert(&self.states, key.as_str(), bytes);
                 }
                 None => batch.remove(&self.states, key.as_str()),
             }
-            written.insert(key, after);
+            if unknown {
+                written.insert(key, now);
+            }
         }
         if let Some(cp) = checkpoint {
             self.checkpoint = Some(cp);
@@ -480,7 +495,7 @@ fn decode_meta(v: &[u8]) -> Option<(Checkpoint, [u64; 5], u64)> {
 mod tests {
     use super::*;
     use crate::contract::Category;
-    use crate::domain::Termination;
+    use crate::domain::{Phase, Termination};
     use crate::store::MemoryStore;
 
     fn pending(effective_ms: i64) -> CustomerState {
@@ -498,6 +513,10 @@ mod tests {
             },
             ..CustomerState::new()
         }
+    }
+
+    fn changes(list: impl IntoIterator<Item = (String, Option<CustomerState>)>) -> Vec<Change> {
+        list.into_iter().map(Change::from).collect()
     }
 
     fn cp(offset: i64) -> Option<Checkpoint> {
@@ -534,8 +553,8 @@ mod tests {
             vec![("zz".into(), None)],
         ];
         for (i, batch) in batches.into_iter().enumerate() {
-            disk.apply(batch.clone(), cp(i as i64));
-            memory.apply(batch, None);
+            disk.apply(changes(batch.clone()), cp(i as i64));
+            memory.apply(changes(batch), None);
             assert_eq!(timers(&disk), timers(&memory));
             assert_eq!(disk.stats(), memory.stats());
         }
@@ -564,12 +583,65 @@ mod tests {
     }
 
     #[test]
+    fn known_previous_states_give_what_looking_them_up_gives() {
+        // The engine hands over what each change replaced (no read back);
+        // a restore does not know it. Both must leave the same store,
+        // including changes that keep the timer or the dismantling as it was.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let (mut looked_up, mut told) =
+            (db.partition(0).expect("p0"), db.partition(1).expect("p1"));
+        let mut same_timer = pending(20);
+        if let Phase::Pending { termination } = &mut same_timer.phase {
+            termination.cause = "another cause".into();
+        }
+        let steps: Vec<(&str, Option<CustomerState>)> = vec![
+            ("a", Some(pending(30))),
+            ("b", Some(pending(10))),
+            ("a", Some(pending(20))),
+            ("a", Some(same_timer)),
+            ("b", None),
+            ("c", Some(CustomerState::new())),
+            ("c", Some(pending(5))),
+        ];
+        let mut committed: foldhash::HashMap<String, CustomerState> = Default::default();
+        for (i, (key, after)) in steps.into_iter().enumerate() {
+            let before = Before::of(committed.get(key));
+            looked_up.apply(changes([(key.to_owned(), after.clone())]), cp(i as i64));
+            told.apply(
+                vec![Change {
+                    before,
+                    ..Change::new(key.to_owned(), after.clone())
+                }],
+                cp(i as i64),
+            );
+            match after {
+                Some(s) => committed.insert(key.to_owned(), s),
+                None => committed.remove(key),
+            };
+            assert_eq!(timers(&told), timers(&looked_up), "after step {i}");
+            assert_eq!(told.stats(), looked_up.stats(), "after step {i}");
+        }
+        for key in ["a", "b", "c"] {
+            assert_eq!(told.load(key), looked_up.load(key));
+            assert_eq!(told.load(key).as_ref(), committed.get(key));
+        }
+        assert_eq!(
+            timers(&told),
+            [
+                (Timestamp::from_millis(5), "c".to_owned()),
+                (Timestamp::from_millis(20), "a".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn a_store_for_another_changelog_or_garbage_is_wiped() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let db = DiskDb::open(dir.path(), "cl").expect("open");
             let mut p = db.partition(0).expect("partition");
-            p.apply(vec![("a".into(), Some(pending(1)))], cp(5));
+            p.apply(changes(vec![("a".into(), Some(pending(1)))]), cp(5));
             db.persist();
         }
         {
@@ -608,14 +680,12 @@ mod tests {
         let mut p = db.partition(0).expect("partition");
         let n = 2000;
         p.apply(
-            (0..n)
-                .map(|i| (format!("c{i:05}"), Some(pending(i))))
-                .collect(),
+            changes((0..n).map(|i| (format!("c{i:05}"), Some(pending(i))))),
             cp(1),
         );
         assert_eq!(p.next_timer(None).map(|t| t.1), Some("c00000".into()));
         p.apply(
-            (0..n - 1).map(|i| (format!("c{i:05}"), None)).collect(),
+            changes((0..n - 1).map(|i| (format!("c{i:05}"), None))),
             cp(2),
         );
         assert_eq!(
@@ -623,7 +693,7 @@ mod tests {
             Some(format!("c{:05}", n - 1))
         );
         // A new timer earlier than the head is found.
-        p.apply(vec![("early".into(), Some(pending(-5)))], cp(3));
+        p.apply(changes(vec![("early".into(), Some(pending(-5)))]), cp(3));
         assert_eq!(p.next_timer(None).map(|t| t.1), Some("early".into()));
         assert_eq!(p.stats().timers, 2);
     }

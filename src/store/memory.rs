@@ -1,7 +1,7 @@
 //! The in-memory store: a hash map from customer id to state and an ordered
 //! set of timers. Nothing survives a restart; the changelog is read in full.
 
-use super::{StateStore, StoreStats, TimerEntry, timer_of};
+use super::{Change, Footprint, StateStore, StoreStats, TimerEntry, timer_of};
 use crate::domain::CustomerState;
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -40,14 +40,12 @@ impl StateStore for MemoryStore {
         }
     }
 
-    fn apply(
-        &mut self,
-        changes: Vec<(String, Option<CustomerState>)>,
-        _checkpoint: Option<super::Checkpoint>,
-    ) {
-        for (key, after) in changes {
+    fn apply(&mut self, changes: Vec<Change>, _checkpoint: Option<super::Checkpoint>) {
+        // The map knows the previous state exactly; `before` is not needed.
+        for Change { key, after, .. } in changes {
             let before = self.states.remove(&key);
-            self.stats.replace(&key, before.as_ref(), after.as_ref());
+            self.stats
+                .replace(&key, before.as_ref().map(Footprint::of), after.as_ref());
             if let Some(t) = before.as_ref().and_then(|b| timer_of(&key, b)) {
                 self.timers.remove(&t);
             }

@@ -30,6 +30,82 @@ pub struct Checkpoint {
 /// customer id, which is the order timers fire in.
 pub type TimerEntry = (Timestamp, String);
 
+/// What a store's indexes and counts depend on in a state: its phase, the
+/// timer it arms, and when a dismantling started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    phase: usize,
+    pub timer: Option<Timestamp>,
+    /// A dismantling's start and whether it stalled.
+    pub dismantle: Option<(Timestamp, bool)>,
+}
+
+impl Footprint {
+    pub fn of(state: &CustomerState) -> Footprint {
+        Footprint {
+            phase: phase_index(&state.phase),
+            timer: state.next_timer().map(|(due, _)| due),
+            dismantle: match &state.phase {
+                Phase::Dismantling { dismantle, .. } => {
+                    Some((dismantle.started_at, dismantle.stalled))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// The timer index entry of `key` with this footprint.
+    pub fn timer_entry(&self, key: &str) -> Option<TimerEntry> {
+        self.timer.map(|due| (due, key.to_owned()))
+    }
+}
+
+/// The committed state a change replaces, as far as a store's indexes care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Before {
+    /// The caller does not know (a restore): the store looks it up.
+    Unknown,
+    /// There was no committed state.
+    Absent,
+    Was(Footprint),
+}
+
+impl Before {
+    pub fn of(state: Option<&CustomerState>) -> Before {
+        state.map_or(Before::Absent, |s| Before::Was(Footprint::of(s)))
+    }
+}
+
+/// One customer's committed change, as handed to [`StateStore::apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub key: String,
+    pub before: Before,
+    /// The new state (`None`: the customer is forgotten).
+    pub after: Option<CustomerState>,
+    /// `after` as a binary state record, when the caller encoded it already
+    /// (for the changelog): the disk store writes these bytes as they are.
+    pub encoded: Option<Vec<u8>>,
+}
+
+impl Change {
+    /// A change whose previous state the store must look up.
+    pub fn new(key: String, after: Option<CustomerState>) -> Change {
+        Change {
+            key,
+            before: Before::Unknown,
+            after,
+            encoded: None,
+        }
+    }
+}
+
+impl From<(String, Option<CustomerState>)> for Change {
+    fn from((key, after): (String, Option<CustomerState>)) -> Change {
+        Change::new(key, after)
+    }
+}
+
 /// The committed states of one set of customers (one input partition's, in
 /// the worker), with their timer index.
 ///
@@ -45,11 +121,7 @@ pub trait StateStore {
     fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry>;
     /// Stores a committed batch's changes (`None` forgets the customer) and,
     /// atomically with them, the changelog offset they reach.
-    fn apply(
-        &mut self,
-        changes: Vec<(String, Option<CustomerState>)>,
-        checkpoint: Option<Checkpoint>,
-    );
+    fn apply(&mut self, changes: Vec<Change>, checkpoint: Option<Checkpoint>);
     /// The changelog offset the stored states reflect, if known: a restore
     /// reads only what comes after it.
     fn checkpoint(&self) -> Option<Checkpoint> {
@@ -80,19 +152,13 @@ impl StoreStats {
     }
 
     /// Accounts for one customer's state replacing another.
-    pub fn replace(
-        &mut self,
-        key: &str,
-        before: Option<&CustomerState>,
-        after: Option<&CustomerState>,
-    ) {
+    pub fn replace(&mut self, key: &str, before: Option<Footprint>, after: Option<&CustomerState>) {
         if let Some(b) = before {
-            let i = phase_index(&b.phase);
-            self.by_phase[i] = self.by_phase[i].saturating_sub(1);
-            if b.next_timer().is_some() {
+            self.by_phase[b.phase] = self.by_phase[b.phase].saturating_sub(1);
+            if b.timer.is_some() {
                 self.timers = self.timers.saturating_sub(1);
             }
-            if matches!(b.phase, Phase::Dismantling { .. }) {
+            if b.dismantle.is_some() {
                 self.dismantling.remove(key);
             }
         }
@@ -183,11 +249,7 @@ impl StateStore for PartitionStore {
         }
     }
 
-    fn apply(
-        &mut self,
-        changes: Vec<(String, Option<CustomerState>)>,
-        checkpoint: Option<Checkpoint>,
-    ) {
+    fn apply(&mut self, changes: Vec<Change>, checkpoint: Option<Checkpoint>) {
         match self {
             PartitionStore::Memory(s) => s.apply(changes, checkpoint),
             PartitionStore::Disk(s) => s.apply(changes, checkpoint),

@@ -17,6 +17,35 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Events consumed and produced by topic and type, counted by the loop and
+/// added to [`Metrics`] once per transaction: a labelled counter costs a map
+/// lookup and two label strings per call, which the profile showed per record.
+#[derive(Default, Debug)]
+pub struct EventTally {
+    consumed: Vec<(String, &'static str, u64)>,
+    produced: Vec<(String, &'static str, u64)>,
+}
+
+impl EventTally {
+    pub fn consumed(&mut self, topic: &str, event_type: &'static str) {
+        count(&mut self.consumed, topic, event_type);
+    }
+
+    pub fn produced(&mut self, topic: &str, event_type: &'static str) {
+        count(&mut self.produced, topic, event_type);
+    }
+}
+
+fn count(entries: &mut Vec<(String, &'static str, u64)>, topic: &str, event_type: &'static str) {
+    match entries
+        .iter_mut()
+        .find(|(t, e, _)| *e == event_type && t == topic)
+    {
+        Some(entry) => entry.2 += 1,
+        None => entries.push((topic.to_owned(), event_type, 1)),
+    }
+}
+
 /// Every metric Terminus exports, all prefixed `terminus_` (see README).
 pub struct Metrics {
     registry: Registry,
@@ -259,6 +288,24 @@ impl Metrics {
         self.events_consumed
             .get_or_create(&labels(&[("topic", topic), ("event_type", event_type)]))
             .inc();
+    }
+
+    /// Adds a tally's counts and zeroes it (its entries stay, so the next
+    /// batch allocates nothing).
+    pub fn add_tally(&self, tally: &mut EventTally) {
+        for (family, entries) in [
+            (&self.events_consumed, &mut tally.consumed),
+            (&self.events_produced, &mut tally.produced),
+        ] {
+            for (topic, event_type, n) in entries.iter_mut() {
+                if *n > 0 {
+                    family
+                        .get_or_create(&labels(&[("topic", topic), ("event_type", event_type)]))
+                        .inc_by(*n);
+                    *n = 0;
+                }
+            }
+        }
     }
 
     pub fn event_produced(&self, topic: &str, event_type: &str) {

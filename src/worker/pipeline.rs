@@ -9,9 +9,10 @@ use super::options::{StateFormat, WorkerOptions};
 use super::records::{self, InputRecord, Kind, Outgoing, TRACEPARENT};
 use crate::codec::Codec;
 use crate::contract::{DeadLetterReason, DecodeError, InputEnvelope, OutputRecord};
-use crate::domain::{Effect, Phase};
+use crate::domain::{CustomerState, Effect, Phase};
 use crate::engine::{Engine, Partitions, SharedEngines, StateStore};
 use crate::store::Checkpoint;
+use crate::telemetry::metrics::EventTally;
 use crate::telemetry::{Metrics, StateGauges};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
@@ -61,6 +62,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// Largest record the producer writes (its `message.max.bytes`).
     max_produce_bytes: usize,
+    /// Events counted since the last commit or rollback.
+    tally: std::cell::RefCell<EventTally>,
 }
 
 impl Pipeline {
@@ -77,6 +80,7 @@ impl Pipeline {
             engines,
             metrics,
             max_produce_bytes,
+            tally: Default::default(),
         }
     }
 
@@ -122,7 +126,7 @@ impl Pipeline {
                 return Err(PipelineError::Transient(err.to_string()));
             }
             Err(err) => {
-                self.metrics.event_consumed(input.topic, "invalid");
+                self.tally.borrow_mut().consumed(input.topic, "invalid");
                 let dlq = records::dead_letter(
                     input,
                     &self.opts.topics.dead_letter,
@@ -138,7 +142,7 @@ impl Pipeline {
             }
         };
         let event_type = env.event.event_type();
-        self.metrics.event_consumed(input.topic, event_type);
+        self.tally.borrow_mut().consumed(input.topic, event_type);
         let traceparent = input.header(TRACEPARENT);
         let span = tracing::debug_span!(
             "decide",
@@ -239,21 +243,31 @@ impl Pipeline {
     /// The changelog record of every customer the open batch changed
     /// (a tombstone for a forgotten one), by partition and key.
     pub fn changelog(&self) -> Vec<Outgoing> {
-        let engines = self.engines.lock();
+        let mut engines = self.engines.lock();
         let mut out = Vec::new();
-        for (partition, engine) in engines.iter() {
-            for (key, state) in engine.changes() {
-                out.push(Outgoing {
-                    topic: self.opts.topics.changelog.clone(),
-                    partition: Some(*partition),
-                    key: Some(key.as_bytes().to_vec()),
-                    value: state.map(|s| match self.opts.state_format {
-                        StateFormat::Binary => s.to_bytes(),
-                        StateFormat::Json => s.to_json_bytes(),
-                    }),
-                    headers: Vec::new(),
-                    kind: Kind::Changelog,
-                });
+        let topic = &self.opts.topics.changelog;
+        let record = |partition: i32, key: &str, value: Option<Vec<u8>>| Outgoing {
+            topic: topic.clone(),
+            partition: Some(partition),
+            key: Some(key.as_bytes().to_vec()),
+            value,
+            headers: Vec::new(),
+            kind: Kind::Changelog,
+        };
+        for (partition, engine) in engines.iter_mut() {
+            match self.opts.state_format {
+                // Encoded once: the store writes the same bytes at commit.
+                StateFormat::Binary => out.extend(
+                    engine
+                        .encoded_changes()
+                        .into_iter()
+                        .map(|(key, value)| record(*partition, key, value.map(<[u8]>::to_vec))),
+                ),
+                StateFormat::Json => {
+                    out.extend(engine.changes().into_iter().map(|(key, state)| {
+                        record(*partition, key, state.map(CustomerState::to_json_bytes))
+                    }))
+                }
             }
         }
         out
@@ -262,6 +276,7 @@ impl Pipeline {
     /// The batch is committed: hand each partition's changes to its store,
     /// with the changelog offset its last record landed at.
     pub fn commit(&self, checkpoints: &BTreeMap<i32, Checkpoint>) {
+        self.metrics.add_tally(&mut self.tally.borrow_mut());
         for (partition, engine) in self.engines.lock().iter_mut() {
             engine.commit_at(checkpoints.get(partition).copied());
         }
@@ -277,6 +292,8 @@ impl Pipeline {
 
     /// The batch was aborted: put back every state it changed.
     pub fn rollback(&self) {
+        // Counted as handled, as they were before the batch aborted.
+        self.metrics.add_tally(&mut self.tally.borrow_mut());
         for engine in self.engines.lock().values_mut() {
             engine.rollback();
         }
@@ -319,8 +336,9 @@ impl Pipeline {
                 PipelineError::Encode(e.to_string())
             }
         })?;
-        self.metrics
-            .event_produced(topic, record.envelope.event_type);
+        self.tally
+            .borrow_mut()
+            .produced(topic, record.envelope.event_type);
         Ok(Outgoing {
             topic: topic.to_owned(),
             partition: None,

@@ -34,8 +34,10 @@ struct Batch {
     bytes: usize,
     outputs: usize,
     timer_customers: usize,
-    /// (topic, partition) → (first offset consumed, next offset to commit).
-    consumed: BTreeMap<(String, i32), (i64, i64)>,
+    /// (topic, partition) → (first offset consumed, next offset to commit),
+    /// in the order first seen: a handful of entries, searched without
+    /// allocating a key per record.
+    consumed: Vec<((String, i32), (i64, i64))>,
     /// Kafka timestamps (ms) of the consumed records, for the latency histogram.
     timestamps: Vec<i64>,
     /// Dead letters, logged once committed: (topic, partition, offset, reason).
@@ -49,10 +51,17 @@ impl Batch {
         if let Some(ts) = input.timestamp_ms {
             self.timestamps.push(ts);
         }
-        self.consumed
-            .entry((input.topic.to_owned(), input.partition))
-            .and_modify(|e| e.1 = input.offset + 1)
-            .or_insert((input.offset, input.offset + 1));
+        match self
+            .consumed
+            .iter_mut()
+            .find(|((t, p), _)| *p == input.partition && t == input.topic)
+        {
+            Some((_, range)) => range.1 = input.offset + 1,
+            None => self.consumed.push((
+                (input.topic.to_owned(), input.partition),
+                (input.offset, input.offset + 1),
+            )),
+        }
     }
 
     /// Where the batch started, for "the same batch aborted again".

@@ -16,10 +16,10 @@
 
 use super::WorkerError;
 use super::options::{StoreKind, WorkerOptions};
-use crate::domain::{CustomerState, StateDecodeError};
+use crate::domain::{CustomerState, StateDecodeError, state_codec};
 use crate::engine::{Engine, Partitions};
 use crate::store::{
-    Checkpoint, DiskDb, MemoryStore, PartitionStore, StateStore, record_fingerprint,
+    Change, Checkpoint, DiskDb, MemoryStore, PartitionStore, StateStore, record_fingerprint,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -101,7 +101,10 @@ struct Plan {
     /// The store's checkpoint, to be found as the first record read; any
     /// other record means the changelog is not the one the store holds.
     verify: Option<Checkpoint>,
-    pending: Vec<(String, Option<CustomerState>)>,
+    pending: Vec<Change>,
+    /// Hand the disk store each record's bytes, which it writes as they are
+    /// when they are a binary state record (the memory store has no use for them).
+    keep_bytes: bool,
     /// The last record added to `pending`: its offset, key and value.
     last_offset: i64,
     last_key: Vec<u8>,
@@ -229,6 +232,7 @@ impl Restorer {
                     target: high,
                     verify,
                     pending: Vec::new(),
+                    keep_bytes: matches!(self.stores, Stores::Disk(_)),
                     last_offset: -1,
                     last_key: Vec::new(),
                     last_value: Vec::new(),
@@ -406,7 +410,14 @@ impl Restorer {
                             }
                         },
                     };
-                    plan.pending.push((key.to_owned(), state));
+                    let encoded = msg
+                        .payload()
+                        .filter(|b| plan.keep_bytes && state_codec::is_binary(b))
+                        .map(<[u8]>::to_vec);
+                    plan.pending.push(Change {
+                        encoded,
+                        ..Change::new(key.to_owned(), state)
+                    });
                     // The checkpoint of the batch so far; its fingerprint is
                     // taken when the batch is written (hashing every record
                     // cost more than keeping the last one's bytes).

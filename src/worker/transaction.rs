@@ -441,7 +441,31 @@ fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
                 },
             }
         })?;
+    warm_up(&producer, opts);
     Ok(producer)
+}
+
+/// Loads the metadata of every topic the producer writes before the first
+/// transaction: librdkafka otherwise asks for a topic's metadata when its
+/// first record is sent and holds the record until the answer comes, which
+/// made the first transactions after a start the slowest (issue 14). A
+/// failure only costs that delay, so it is logged and ignored.
+fn warm_up(producer: &TxProducer, opts: &WorkerOptions) {
+    let t = &opts.topics;
+    for topic in [
+        &t.changelog,
+        &t.status,
+        &t.dismantle,
+        &t.terminated,
+        &t.dead_letter,
+    ] {
+        if let Err(e) = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+        {
+            warn!(topic = %topic, error = %e, "cannot load the topic's metadata ahead of the first transaction");
+        }
+    }
 }
 
 /// librdkafka's flush: sends what lingers at once and waits (up to `timeout`)
