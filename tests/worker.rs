@@ -273,3 +273,44 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
         "a restored again when it took over b's partitions"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_input_commits_before_the_commit_interval() {
+    // Light load: once nothing more is waiting, the batch commits at
+    // --min-commit-interval instead of holding its outputs for the whole
+    // --commit-interval.
+    let rig = Rig::new("drained").await;
+    let interval = Duration::from_secs(8);
+    let mut worker = rig.spawn_with(
+        "a",
+        &[
+            "--commit-interval".into(),
+            "8s".into(),
+            "--min-commit-interval".into(),
+            "50ms".into(),
+        ],
+    );
+    let now = terminus::time::Timestamp::now().millis();
+    let request = |c: usize| {
+        envelope(
+            &format!("dr-{c}"),
+            "CustomerTerminationRequested",
+            &at(now, 0),
+            serde_json::json!({"customerId": format!("DR-{c}")}),
+        )
+    };
+    rig.produce(&[request(0)]).await;
+    rig.wait_caught_up(Duration::from_secs(120)).await; // started and joined
+    let sent = Instant::now();
+    rig.produce(&(1..=5).map(request).collect::<Vec<_>>()).await;
+    rig.wait_caught_up(Duration::from_secs(60)).await;
+    let took = sent.elapsed();
+    stop(&mut worker);
+    assert!(
+        took < interval / 2,
+        "committed {took:?} after the input arrived; the commit interval is {interval:?}"
+    );
+    let outputs = rig.outputs().await;
+    let events: Vec<String> = (0..=5).map(request).collect();
+    assert_same_outputs(&outputs, &simulate(&events));
+}

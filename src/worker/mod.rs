@@ -356,6 +356,7 @@ fn run_loop(
         if let Some(err) = p.fatal.take() {
             return Err(err);
         }
+        let drained = polled.is_none();
         match polled {
             Some(Ok(msg)) => {
                 if let Err(e) = p.process(&msg, Timestamp::now()) {
@@ -383,7 +384,7 @@ fn run_loop(
                 }
             }
         }
-        if p.commit_due()
+        if p.commit_due(drained && !timer_backlog)
             && let Err(e) = p.commit(consumer)
         {
             p.recover(consumer, e)?;

@@ -45,6 +45,9 @@ pub struct WorkerOptions {
     pub instance_id: String,
     /// Longest a transaction stays open (default 100 ms).
     pub commit_interval: Duration,
+    /// Age at which a transaction commits once the input is drained
+    /// (default 30 ms, at most `commit_interval`).
+    pub min_commit_interval: Duration,
     /// Most input records in one transaction (default 5000).
     pub batch_size: usize,
     /// Most records one transaction writes: outputs, dead letters and

@@ -23,6 +23,9 @@ use tracing::{info, info_span, warn};
 /// between chunks of a burst.
 const TIMER_CHUNK: usize = 100;
 
+/// How long a poll waits for more input before the batch counts as drained.
+const DRAIN_PROBE: Duration = Duration::from_millis(1);
+
 /// What the open batch holds so far.
 #[derive(Default)]
 struct Batch {
@@ -141,28 +144,40 @@ impl Processor {
         }
     }
 
-    /// Whether the open batch should be committed now.
-    pub fn commit_due(&self) -> bool {
+    /// Whether the open batch should be committed now; `drained`: the last
+    /// poll found no input waiting.
+    pub fn commit_due(&self, drained: bool) -> bool {
         let Some(started) = self.batch.started else {
             return false;
         };
         let b = &self.batch;
+        let age = started.elapsed();
         b.inputs >= self.opts.batch_size
             || b.written + self.pipeline.changed() >= self.opts.max_transaction_records
             || b.bytes >= self.opts.max_transaction_bytes
             || b.timer_customers >= self.opts.timers_per_transaction
-            || started.elapsed() >= self.opts.commit_interval
+            || age >= self.opts.commit_interval
+            // Nothing is waiting: a longer batch would only add latency.
+            || (drained && age >= self.opts.min_commit_interval)
     }
 
     /// How long the loop may block in poll without delaying a commit.
     pub fn poll_timeout(&self) -> Duration {
         let cap = Duration::from_millis(100);
         match self.batch.started {
-            Some(t) => self
-                .opts
-                .commit_interval
-                .saturating_sub(t.elapsed())
-                .min(cap),
+            Some(t) => {
+                let age = t.elapsed();
+                let until_max = self.opts.commit_interval.saturating_sub(age);
+                // Until the batch may commit early, wait for input; after
+                // that, a short poll tells whether the input is drained.
+                let until_min = self.opts.min_commit_interval.saturating_sub(age);
+                let wait = if until_min.is_zero() {
+                    DRAIN_PROBE
+                } else {
+                    until_min
+                };
+                until_max.min(wait).min(cap)
+            }
             None => cap,
         }
     }
