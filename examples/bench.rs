@@ -49,10 +49,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use terminus::contract::decode_envelope;
 use terminus::domain::Policy;
@@ -100,11 +100,12 @@ struct Args {
     /// Customers' states in the changelog of the restore run.
     #[arg(long, default_value_t = 1_000_000)]
     restore_customers: usize,
-    /// Which measurements: throughput, latency, restore.
+    /// Which measurements: throughput, latency, restore, rebalance (an
+    /// instance joining and leaving the restore run's group; needs restore).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,restore"
+        default_value = "throughput,latency,restore,rebalance"
     )]
     only: Vec<String>,
     /// Longest a throughput run may take before the benchmark fails.
@@ -1051,6 +1052,8 @@ impl Bench {
         }
         let (mut memory, mut cold, mut warm) =
             (Series::default(), Series::default(), Series::default());
+        // The last disk store, kept for the rebalance scenario.
+        let mut kept: Option<PathBuf> = None;
         for run in 0..self.args.runs {
             for (kind, series) in [("memory", &mut memory), ("disk", &mut cold)] {
                 let d = Deployment {
@@ -1102,6 +1105,10 @@ impl Bench {
                     warm.ready.push(secs);
                     warm.rss.push(hwm);
                     warm.read.push(records as f64);
+                    if run + 1 == self.args.runs && self.wants("rebalance") {
+                        kept = Some(dir.clone());
+                        continue;
+                    }
                 }
                 let _ = std::fs::remove_dir_all(&dir);
             }
@@ -1117,7 +1124,14 @@ impl Bench {
         let measured =
             |label: &str, v: &[f64], d: usize| row(label, format!("{:.d$}", median(v)), fmt(v, d));
         let (cr, mr) = (median(&cold.rate), median(&memory.rate));
-        Ok(vec![
+        let mut rebalance_rows = Vec::new();
+        if let Some(dir) = &kept {
+            for protocol in ["classic", "consumer"] {
+                rebalance_rows.extend(self.rebalance(&d, dir, n, protocol)?);
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let mut rows = vec![
             measured(
                 &format!("{n} customers, memory store, cold start → /readyz 200 (s)"),
                 &memory.ready,
@@ -1168,6 +1182,237 @@ impl Bench {
                 target: format!("≤ 1024 MiB: {}", met(median(&warm.rss) <= 1024.0)),
                 ..measured("… peak RSS, disk store, restart (MiB)", &warm.rss, 0)
             },
+        ];
+        rows.extend(rebalance_rows);
+        Ok(rows)
+    }
+
+    /// A second instance joins a group whose first instance holds the
+    /// restore run's `n` customers (its disk store in `store`, intact), then
+    /// leaves again, while probe inputs arrive at a steady rate on every
+    /// partition. For each input sent around a rebalance: how long until its
+    /// output was readable, for the partitions that stayed with the first
+    /// instance and for those that moved.
+    fn rebalance(
+        &self,
+        d: &Deployment,
+        store: &Path,
+        n: usize,
+        protocol: &str,
+    ) -> Result<Vec<Row>> {
+        const RATE: usize = 100;
+        let b = self.args.bootstrap.clone();
+        let d = Deployment {
+            group: self.topic(&format!("rb-{protocol}")),
+            ..d.clone()
+        };
+        let tag = format!("rb{}", &protocol[..2]);
+        // Enough probe input for the slowest scenario: the joining instance
+        // restores half of the customers from scratch.
+        let max_secs = 120 + n / 20_000;
+        let w = workload(
+            23,
+            &tag,
+            RATE * max_secs / EVENTS_PER_CUSTOMER,
+            epoch_ms() as i64 - 30 * 60_000,
+        );
+        // Customers whose events need a prior state are left out: the probe
+        // customers are new to the changelog.
+        let with_prior: HashSet<String> = w
+            .prior
+            .iter()
+            .filter_map(|l| decode_envelope(l.as_bytes()).ok().map(|e| e.customer_id))
+            .collect();
+        let events: Vec<Event> = w
+            .events
+            .into_iter()
+            .filter(|e| !with_prior.contains(&e.key))
+            .collect();
+        let flags = |dir: &Path| {
+            vec![
+                "--state-store=disk".to_owned(),
+                format!("--state-dir={}", dir.display()),
+                format!("--group-protocol={protocol}"),
+            ]
+        };
+        let b_dir = std::env::temp_dir().join(format!("{}-b-state", d.group));
+        let _ = std::fs::remove_dir_all(&b_dir);
+        let mut a = Worker::start_with(&self.args, &d, "a", &flags(store))?;
+        a.wait_ready(Duration::from_secs(600))?;
+        let (stop, done) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let reader = {
+            let (b, topics, done) = (b.clone(), d.outputs.clone(), done.clone());
+            std::thread::spawn(move || observe_outputs(&b, &topics, &done))
+        };
+        std::thread::sleep(Duration::from_secs(2)); // the reader is at the end
+        let prober = {
+            let (b, inputs, stop) = (b.clone(), d.inputs.clone(), stop.clone());
+            let events: Vec<Event> = events
+                .iter()
+                .map(|e| Event {
+                    role: e.role,
+                    key: e.key.clone(),
+                    id: e.id.clone(),
+                    line: e.line.clone(),
+                })
+                .collect();
+            std::thread::spawn(move || produce_paced_until(&b, &inputs, &events, RATE, Some(&stop)))
+        };
+        let all: Vec<i32> = (0..PARTITIONS).collect();
+        let settle = |workers: &[&Worker], what: &str| -> Result<()> {
+            let deadline = Instant::now() + Duration::from_secs(900);
+            loop {
+                let owned: Option<Vec<Vec<i32>>> = workers.iter().map(|w| w.owned()).collect();
+                if let Some(owned) = owned {
+                    let mut union: Vec<i32> = owned.concat();
+                    union.sort_unstable();
+                    if union == all {
+                        return Ok(());
+                    }
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "{what}: the group did not settle in 900 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        std::thread::sleep(Duration::from_secs(5));
+        let join_at = Instant::now();
+        let mut bw = Worker::start_with(&self.args, &d, "b", &flags(&b_dir))?;
+        bw.wait_ready(Duration::from_secs(900))?;
+        settle(&[&a, &bw], "join")?;
+        let joined = Instant::now();
+        let a_kept = a
+            .owned()
+            .context("instance a is not ready after the join")?;
+        let moved: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|p| !a_kept.contains(p))
+            .collect();
+        println!(
+            "rebalance ({protocol}): instance b joined; a kept {a_kept:?}, b took {moved:?}; settled after {:.1}s (load {})",
+            joined.duration_since(join_at).as_secs_f64(),
+            loadavg()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+        let leave_at = Instant::now();
+        bw.stop()?;
+        settle(&[&a], "leave")?;
+        let left = Instant::now();
+        println!(
+            "rebalance ({protocol}): instance b left; a holds every partition again after {:.1}s (load {})",
+            left.duration_since(leave_at).as_secs_f64(),
+            loadavg()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        let sent = prober
+            .join()
+            .map_err(|_| anyhow::anyhow!("prober panicked"))??;
+        done.store(true, Ordering::Relaxed);
+        let seen = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        a.stop()?;
+        let _ = std::fs::remove_dir_all(&b_dir);
+
+        // What the sent inputs should give, and that they gave it.
+        let sent_ids: HashSet<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
+        let sent_events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| sent_ids.contains(e.id.as_str()))
+            .collect();
+        let keys: HashMap<String, String> = sent_events
+            .iter()
+            .map(|e| (e.id.clone(), e.key.clone()))
+            .collect();
+        let probe = Workload {
+            prior: Vec::new(),
+            prior_ids: HashSet::new(),
+            events: sent_events,
+        };
+        let expected = oracle(&probe)?;
+        let prefix = format!("C-{tag}-");
+        let actual: Vec<Output> = read_outputs(&b, &d)?
+            .into_iter()
+            .filter(|(_, key, _)| key.starts_with(&prefix))
+            .collect();
+        verify_same(&actual, &expected)?;
+        let causes: HashSet<&str> = expected
+            .iter()
+            .filter_map(|(_, _, v)| v["causationId"].as_str())
+            .collect();
+        // The longest wait for an output of an input sent in the window, on
+        // the given partitions.
+        let longest = |from: Instant, to: Instant, partitions: &[i32]| -> Result<f64> {
+            let mut worst: f64 = 0.0;
+            for (id, at) in &sent {
+                if *at < from || *at > to || !causes.contains(id.as_str()) {
+                    continue;
+                }
+                let key = keys.get(id).context("a sent id without its event")?;
+                if !partitions.contains(&partition_for_key(key.as_bytes(), PARTITIONS)) {
+                    continue;
+                }
+                let out = seen
+                    .get(id)
+                    .with_context(|| format!("no output seen for {id}"))?;
+                worst = worst.max(out.saturating_duration_since(*at).as_secs_f64());
+            }
+            Ok(worst)
+        };
+        let grace = Duration::from_secs(5);
+        let join = (
+            longest(join_at, joined + grace, &a_kept)?,
+            longest(join_at, joined + grace, &moved)?,
+        );
+        let leave = (
+            longest(leave_at, left + grace, &a_kept)?,
+            longest(leave_at, left + grace, &moved)?,
+        );
+        println!(
+            "rebalance ({protocol}): longest output wait on staying / moved partitions: join {:.1} s / {:.1} s, leave {:.1} s / {:.1} s",
+            join.0, join.1, leave.0, leave.1
+        );
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        let row_of = |label: String, secs: f64, target: &str, ok: bool| Row {
+            target: format!("{target}: {}", met(ok)),
+            ..row(&label, format!("{secs:.1}"), format!("{secs:.1}"))
+        };
+        Ok(vec![
+            row_of(
+                format!(
+                    "{n} customers, {protocol} protocol: an instance joins — longest output wait, staying partitions (s)"
+                ),
+                join.0,
+                "never stop (≤ 1 s)",
+                join.0 <= 1.0,
+            ),
+            row_of(
+                "… moved partitions (s)".into(),
+                join.1,
+                "≤ 10 s",
+                join.1 <= 10.0,
+            ),
+            row_of(
+                format!(
+                    "{n} customers, {protocol} protocol: the instance leaves — longest output wait, staying partitions (s)"
+                ),
+                leave.0,
+                "never stop (≤ 1 s)",
+                leave.0 <= 1.0,
+            ),
+            row_of(
+                "… moved partitions (s)".into(),
+                leave.1,
+                "≤ 10 s",
+                leave.1 <= 10.0,
+            ),
         ])
     }
 }
@@ -1308,7 +1553,7 @@ impl Worker {
     fn start_with(args: &Args, d: &Deployment, name: &str, extra: &[String]) -> Result<Worker> {
         let (bin, bootstrap) = (&args.terminus, &args.bootstrap);
         let admin = free_port()?;
-        let log = std::env::temp_dir().join(format!("{}.log", d.group));
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", d.group));
         let mut cmd = Command::new(bin);
         cmd.arg("run")
             .args(["--bootstrap-servers", bootstrap])
@@ -1336,6 +1581,21 @@ impl Worker {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         Ok(Worker { child, admin, log })
+    }
+
+    /// The input partitions it consumes, once ready (from `/readyz`:
+    /// "consuming partitions [0, 1, 2]").
+    fn owned(&self) -> Option<Vec<i32>> {
+        let (code, body) = http_get(&self.admin, "/readyz")?;
+        if code != 200 {
+            return None;
+        }
+        let list = body.split('[').nth(1)?.split(']').next()?;
+        list.split(',')
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().ok())
+            .collect()
     }
 
     fn consumed(&self) -> Option<u64> {
@@ -1575,15 +1835,29 @@ fn produce_paced(
     events: &[Event],
     rate: usize,
 ) -> Result<Vec<(String, Instant)>> {
+    produce_paced_until(b, &names.inputs, events, rate, None)
+}
+
+/// As [`produce_paced`], stopping early once `stop` is set.
+fn produce_paced_until(
+    b: &str,
+    inputs: &[String; 3],
+    events: &[Event],
+    rate: usize,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<(String, Instant)>> {
     let p = counting_producer(b, &[])?;
     let start = Instant::now();
     let mut sent = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let topic = &names.inputs[INPUTS.iter().position(|r| *r == e.role).unwrap_or(0)];
+        let topic = &inputs[INPUTS.iter().position(|r| *r == e.role).unwrap_or(0)];
         sent.push((e.id.clone(), Instant::now()));
         send(
             &p,
@@ -1600,11 +1874,48 @@ fn produce_paced(
         "input deliveries failed"
     );
     ensure!(
-        secs < events.len() as f64 / rate as f64 * 1.05 + 1.0,
+        secs < sent.len() as f64 / rate as f64 * 1.05 + 1.0,
         "the producer fell behind: {} events took {secs:.1}s",
-        events.len()
+        sent.len()
     );
     Ok(sent)
+}
+
+/// Reads `topics` read_committed and notes when each causationId was first
+/// seen, until `done` is set and nothing new came for two seconds.
+fn observe_outputs(
+    b: &str,
+    topics: &[String],
+    done: &AtomicBool,
+) -> Result<HashMap<String, Instant>> {
+    let c: BaseConsumer = config(b)
+        .set("group.id", "bench-rebalance-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(t, p, Offset::Beginning)?;
+        }
+    }
+    c.assign(&tpl)?;
+    let mut seen = HashMap::new();
+    let mut last_new = Instant::now();
+    while !(done.load(Ordering::Relaxed) && last_new.elapsed() > Duration::from_secs(2)) {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let at = Instant::now();
+            let v: Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            let cause = v["causationId"].as_str().unwrap_or_default();
+            if !seen.contains_key(cause) {
+                seen.insert(cause.to_owned(), at);
+                last_new = at;
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// Reads `topics` read_committed as outputs appear; returns when each id in
