@@ -398,6 +398,13 @@ pub struct RunArgs {
         help_heading = "State"
     )]
     pub state_format: StateFormat,
+    /// Processing tasks in this process, each with its own consumer and
+    /// transactional producer and a disjoint share of the partitions, so
+    /// that one task's commit overlaps another's processing. At most the
+    /// input partition count. With 1 (the default) the transactional id is
+    /// `<group>-<instance>`; with more, task k's is `<group>-<instance>-t<k>`.
+    #[arg(long, env = "TERMINUS_TASKS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Operations")]
+    pub tasks: u32,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -480,6 +487,7 @@ impl RunArgs {
             policy: self.policy.load()?,
             output_format: self.output_format,
             schema_registry,
+            tasks: self.tasks as usize,
         };
         Ok((options, ignored))
     }
@@ -727,6 +735,7 @@ mod tests {
         assert_eq!(options.policy, Policy::default());
         assert_eq!(options.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert!(options.schema_registry.is_none());
+        assert_eq!(options.tasks, 1);
         let new = WorkerOptions::new(options.kafka.clone());
         assert_eq!(format!("{new:?}"), format!("{options:?}"));
     }
@@ -746,6 +755,24 @@ mod tests {
         let (options, _) = args.worker_options(Vec::new()).unwrap();
         assert_eq!(options.restore_timeout, Duration::from_secs(90));
         assert_eq!(options.batch_size, 7);
+    }
+
+    #[test]
+    fn tasks_get_their_own_ids_and_zero_tasks_are_refused() {
+        let args = run_args(&["--tasks", "3", "--instance-id", "pod-1"]);
+        let (options, _) = args.worker_options(Vec::new()).unwrap();
+        assert_eq!(options.tasks, 3);
+        // One task keeps the ids of releases without tasks.
+        assert_eq!(options.transactional_id(), "terminus-pod-1");
+        let t2 = options.for_task(2);
+        assert_eq!(t2.instance_id, "pod-1-t2");
+        assert_eq!(t2.transactional_id(), "terminus-pod-1-t2");
+        assert_eq!(t2.state_dir, options.state_dir, "one store per instance");
+        let refused = Cli::try_parse_from(["terminus", "run", "--tasks", "0"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("--tasks"), "{refused}");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use super::metrics::Metrics;
 use super::status::Status;
-use crate::engine::{Lookup, SharedEngines};
+use crate::engine::Lookup;
 use crate::kafka::partition_for_key;
 use crate::time::Timestamp;
+use crate::worker::TaskEngines;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,9 @@ use std::time::Duration;
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
-    /// The worker's owned partitions, for queries of committed state.
-    pub engines: SharedEngines,
+    /// The worker's owned partitions (in whichever task owns each), for
+    /// queries of committed state.
+    pub engines: TaskEngines,
     /// Partition count of the input topics (set at start-up).
     pub partitions: Arc<OnceLock<i32>>,
 }

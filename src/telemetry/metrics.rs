@@ -6,7 +6,40 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+
+thread_local! {
+    /// The processing task the current thread runs (0 with a single task).
+    /// A few gauges are one task's view of its own partitions; the thread
+    /// says which task is setting them, so that the code setting them (the
+    /// pipeline, the processor, rebalance callbacks, all on the task's
+    /// thread) need not carry the index.
+    static TASK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as processing task `task`'s (see [`Metrics`]).
+pub fn set_current_task(task: usize) {
+    TASK.with(|t| t.set(task));
+}
+
+fn current_task() -> usize {
+    TASK.with(Cell::get)
+}
+
+/// The gauges each task computes from its own partitions; what is exported
+/// combines every task's.
+#[derive(Default)]
+struct PerTask {
+    state: BTreeMap<usize, StateGauges>,
+    abort_streak: BTreeMap<usize, u32>,
+    restore_remaining: BTreeMap<usize, Vec<(i32, i64)>>,
+    /// The lag series each task set, so that one task's revocation forgets
+    /// its own series and not the other tasks'.
+    lag: BTreeMap<usize, BTreeSet<(String, i32)>>,
+}
 
 type Labels = Vec<(String, String)>;
 
@@ -71,6 +104,7 @@ pub struct Metrics {
     ready: Gauge,
     assigned_partitions: Gauge,
     batch_abort_streak: Gauge,
+    per_task: Mutex<PerTask>,
 }
 
 impl Default for Metrics {
@@ -105,6 +139,7 @@ impl Metrics {
             ready: Gauge::default(),
             assigned_partitions: Gauge::default(),
             batch_abort_streak: Gauge::default(),
+            per_task: Mutex::default(),
             registry: Registry::default(),
         };
         // Label values known in advance start at 0, so that rate() and
@@ -341,8 +376,19 @@ impl Metrics {
         self.timers_fired.inc_by(customers);
     }
 
+    /// The current task's abort streak; the gauge shows the longest.
     pub fn set_abort_streak(&self, streak: u32) {
-        self.batch_abort_streak.set(i64::from(streak));
+        let mut per_task = self.per_task();
+        per_task.abort_streak.insert(current_task(), streak);
+        let longest = per_task.abort_streak.values().max().copied().unwrap_or(0);
+        self.batch_abort_streak.set(i64::from(longest));
+    }
+
+    fn per_task(&self) -> std::sync::MutexGuard<'_, PerTask> {
+        // Only plain maps inside: a panic elsewhere leaves them usable.
+        self.per_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn committed(&self, commit_seconds: f64, latencies_seconds: &[f64]) {
@@ -375,8 +421,12 @@ impl Metrics {
     /// Restore progress: offsets left to read per changelog partition
     /// (an empty slice once the restore is over).
     pub fn set_restore_remaining(&self, remaining: &[(i32, i64)]) {
+        let mut per_task = self.per_task();
+        per_task
+            .restore_remaining
+            .insert(current_task(), remaining.to_vec());
         self.restore_remaining.clear();
-        for (partition, left) in remaining {
+        for (partition, left) in per_task.restore_remaining.values().flatten() {
             self.restore_remaining
                 .get_or_create(&labels(&[("partition", &partition.to_string())]))
                 .set(*left);
@@ -384,6 +434,11 @@ impl Metrics {
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.per_task()
+            .lag
+            .entry(current_task())
+            .or_default()
+            .insert((topic.to_owned(), partition));
         self.consumer_lag
             .get_or_create(&labels(&[
                 ("topic", topic),
@@ -392,12 +447,26 @@ impl Metrics {
             .set(lag);
     }
 
-    /// Forgets the lag series of partitions this instance no longer owns.
+    /// Forgets the current task's lag series (its partitions were revoked).
     pub fn clear_lag(&self) {
-        self.consumer_lag.clear();
+        let mine = self
+            .per_task()
+            .lag
+            .remove(&current_task())
+            .unwrap_or_default();
+        for (topic, partition) in mine {
+            self.consumer_lag.remove(&labels(&[
+                ("topic", &topic),
+                ("partition", &partition.to_string()),
+            ]));
+        }
     }
 
+    /// The current task's state gauges; the exported ones sum every task's.
     pub fn set_state_gauges(&self, gauges: &StateGauges) {
+        let mut per_task = self.per_task();
+        per_task.state.insert(current_task(), gauges.clone());
+        let gauges = StateGauges::combined(per_task.state.values());
         for (state, count) in &gauges.by_state {
             self.relationships
                 .get_or_create(&labels(&[("state", state)]))
@@ -417,6 +486,27 @@ pub struct StateGauges {
     pub pending_timers: i64,
     pub stalled: i64,
     pub oldest_dismantle_age_seconds: f64,
+}
+
+impl StateGauges {
+    /// Several tasks' gauges as one: counts add up, the oldest age is the
+    /// oldest of all.
+    fn combined<'a>(all: impl Iterator<Item = &'a StateGauges>) -> StateGauges {
+        let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
+        let mut out = StateGauges::default();
+        for g in all {
+            for (state, count) in &g.by_state {
+                *by_state.entry(state).or_default() += count;
+            }
+            out.pending_timers += g.pending_timers;
+            out.stalled += g.stalled;
+            out.oldest_dismantle_age_seconds = out
+                .oldest_dismantle_age_seconds
+                .max(g.oldest_dismantle_age_seconds);
+        }
+        out.by_state = by_state.into_iter().collect();
+        out
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +530,53 @@ mod tests {
         ));
         assert!(text.contains("terminus_transactions_total{result=\"committed\"} 1"));
         assert!(text.contains("terminus_end_to_end_latency_seconds_count 1"));
+    }
+
+    #[test]
+    fn tasks_gauges_add_up_and_a_revocation_clears_only_its_task_s_lag() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let task = |k: usize, timers: i64, streak: u32, partition: i32| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                set_current_task(k);
+                m.set_state_gauges(&StateGauges {
+                    by_state: vec![("Active", timers * 10)],
+                    pending_timers: timers,
+                    stalled: 1,
+                    oldest_dismantle_age_seconds: timers as f64,
+                });
+                m.set_abort_streak(streak);
+                m.set_lag("in", partition, 5);
+            })
+            .join()
+            .expect("task thread");
+        };
+        task(0, 3, 0, 0);
+        task(1, 4, 2, 1);
+        let text = m.render();
+        assert!(text.contains("terminus_pending_timers 7"), "{text}");
+        assert!(text.contains("terminus_stalled_terminations 2"), "{text}");
+        assert!(
+            text.contains("terminus_relationships{state=\"Active\"} 70"),
+            "{text}"
+        );
+        assert!(
+            text.contains("terminus_oldest_pending_dismantle_age_seconds 4"),
+            "{text}"
+        );
+        assert!(text.contains("terminus_batch_abort_streak 2"), "{text}");
+        std::thread::spawn({
+            let m = m.clone();
+            move || {
+                set_current_task(1);
+                m.clear_lag();
+            }
+        })
+        .join()
+        .expect("task thread");
+        let text = m.render();
+        assert!(text.contains("partition=\"0\"} 5"), "{text}");
+        assert!(!text.contains("partition=\"1\"}"), "{text}");
     }
 
     #[test]

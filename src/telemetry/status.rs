@@ -1,7 +1,7 @@
 //! What `/healthz` and `/readyz` report, updated by the worker loop.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Shared between the worker thread (writer) and the admin server (reader).
@@ -18,11 +18,30 @@ pub struct Status {
     restore_left: Mutex<Vec<(i32, i64)>>,
     /// Set while the same batch keeps aborting: where it starts and why.
     stuck: Mutex<Option<String>>,
+    /// With several processing tasks, each task's own status; this one then
+    /// answers for the process: healthy and ready only when every task is.
+    tasks: Mutex<Vec<Arc<Status>>>,
 }
 
 impl Status {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new processing task's status, part of this one's answers from now
+    /// on. It starts with the operator's pause request, if there is one.
+    pub fn add_task(&self) -> Arc<Status> {
+        let task = Arc::new(Status::new());
+        task.request_pause(self.pause_requested());
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task.clone());
+        }
+        task
+    }
+
+    /// The tasks' statuses (empty with a single task: this status is its own).
+    fn tasks(&self) -> Vec<Arc<Status>> {
+        self.tasks.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// The loop is alive at `now_ms`.
@@ -49,8 +68,16 @@ impl Status {
         }
     }
 
+    /// The owned input partitions, of every task.
     pub fn owned(&self) -> Vec<i32> {
-        self.owned.lock().map(|o| o.clone()).unwrap_or_default()
+        let tasks = self.tasks();
+        if tasks.is_empty() {
+            return self.owned.lock().map(|o| o.clone()).unwrap_or_default();
+        }
+        let mut all: Vec<i32> = tasks.iter().flat_map(|t| t.owned()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Names a batch that keeps aborting (None once one commits again).
@@ -64,8 +91,12 @@ impl Status {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// Pauses (or resumes) consumption, in every task.
     pub fn request_pause(&self, pause: bool) {
         self.pause_requested.store(pause, Ordering::Relaxed);
+        for task in self.tasks() {
+            task.request_pause(pause);
+        }
     }
 
     pub fn pause_requested(&self) -> bool {
@@ -77,6 +108,15 @@ impl Status {
     /// # Errors
     /// The reason the process is considered unhealthy.
     pub fn health(&self, now_ms: i64, stuck_after: Duration) -> Result<(), String> {
+        // Every task's loop must turn: one stuck task holds its partitions
+        // however busy the others are.
+        for (k, task) in self.tasks().iter().enumerate() {
+            task.health(now_ms, stuck_after)
+                .map_err(|why| format!("task {k}: {why}"))?;
+        }
+        if !self.tasks().is_empty() {
+            return Ok(());
+        }
         if !self.started.load(Ordering::Relaxed) {
             return Ok(()); // still starting: readiness says so
         }
@@ -100,6 +140,21 @@ impl Status {
     pub fn readiness(&self) -> Result<String, String> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err("shutting down".into());
+        }
+        let tasks = self.tasks();
+        if !tasks.is_empty() {
+            // Ready when every task is: a task restoring or paused holds
+            // back the customers of its partitions.
+            let mut each = Vec::new();
+            for (k, task) in tasks.iter().enumerate() {
+                task.readiness().map_err(|why| format!("task {k}: {why}"))?;
+                each.push(format!("task {k}: {:?}", task.owned()));
+            }
+            return Ok(format!(
+                "consuming partitions {:?} ({})",
+                self.owned(),
+                each.join("; ")
+            ));
         }
         if !self.started.load(Ordering::Relaxed) {
             return Err("starting: connecting to Kafka".into());
@@ -138,6 +193,76 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ready_task(s: &Status, owned: Vec<i32>) -> Arc<Status> {
+        let t = s.add_task();
+        t.beat(1000);
+        t.set_owned(owned);
+        t
+    }
+
+    #[test]
+    fn with_tasks_the_process_is_ready_only_when_every_task_is() {
+        let s = Status::new();
+        let t0 = ready_task(&s, vec![0, 1]);
+        let t1 = s.add_task();
+        let why = s.readiness().expect_err("task 1 has not started");
+        assert!(why.starts_with("task 1: starting"), "{why}");
+        t1.beat(1000);
+        t1.set_owned(vec![2]);
+        t1.set_restoring(true);
+        t1.set_restore_left(vec![(2, 40)]);
+        let why = s.readiness().expect_err("task 1 restores");
+        assert!(
+            why.contains("task 1: restoring") && why.contains("2: 40"),
+            "{why}"
+        );
+        t1.set_restoring(false);
+        assert_eq!(
+            s.readiness(),
+            Ok("consuming partitions [0, 1, 2] (task 0: [0, 1]; task 1: [2])".to_owned())
+        );
+        assert_eq!(s.owned(), vec![0, 1, 2]);
+        t0.set_stuck(Some("the batch starting at in[0]@3 aborted 3 times".into()));
+        let why = s.readiness().expect_err("task 0 is stuck");
+        assert!(why.starts_with("task 0: stuck"), "{why}");
+        t0.set_stuck(None);
+        s.set_stopping();
+        assert_eq!(s.readiness(), Err("shutting down".to_owned()));
+    }
+
+    #[test]
+    fn with_tasks_one_task_s_stuck_loop_makes_the_process_unhealthy() {
+        let s = Status::new();
+        let t0 = ready_task(&s, vec![0]);
+        let t1 = ready_task(&s, vec![1]);
+        t0.beat(39_000);
+        t1.beat(39_000);
+        assert!(s.health(40_000, Duration::from_secs(30)).is_ok());
+        // Task 1 stops turning; task 0 goes on.
+        t0.beat(80_000);
+        let why = s
+            .health(80_000, Duration::from_secs(30))
+            .expect_err("task 1 is stuck");
+        assert!(
+            why.starts_with("task 1: event loop has not turned"),
+            "{why}"
+        );
+        // A restore blocks only its own task's loop, and is no failure.
+        t1.set_restoring(true);
+        assert!(s.health(80_000, Duration::from_secs(30)).is_ok());
+    }
+
+    #[test]
+    fn a_pause_reaches_every_task_even_one_added_later() {
+        let s = Status::new();
+        let t0 = s.add_task();
+        s.request_pause(true);
+        let t1 = s.add_task();
+        assert!(t0.pause_requested() && t1.pause_requested());
+        s.request_pause(false);
+        assert!(!t0.pause_requested() && !t1.pause_requested());
+    }
 
     #[test]
     fn readiness_names_each_partition_s_restore_progress() {

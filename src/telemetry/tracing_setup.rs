@@ -78,7 +78,11 @@ pub fn init(json: bool) -> TracingGuard {
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)
                         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                            meta.is_span() && meta.target().starts_with("terminus")
+                            // Not the processing task's span: it lasts the
+                            // process's life and would gather every commit.
+                            meta.is_span()
+                                && meta.target().starts_with("terminus")
+                                && meta.name() != crate::worker::tasks::TASK_SPAN
                         })),
                 )
             }

@@ -11,18 +11,21 @@
 //! One thread polls the consumer and drives the [`Processor`]; rebalance
 //! callbacks run inside that poll on the same thread, so a revocation commits
 //! the open transaction before the partitions go, and an assignment restores
-//! each partition's state before its first record is fetched.
+//! each partition's state before its first record is fetched. With
+//! `--tasks N`, N such threads run side by side ([`tasks`]).
 
 mod options;
 pub mod pipeline;
 mod processor;
 pub mod records;
 mod restore;
+pub mod tasks;
 mod tracing_context;
 pub mod transaction;
 
 pub use options::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WorkerOptions};
 pub use processor::Counters;
+pub use tasks::TaskEngines;
 
 use crate::engine::SharedEngines;
 use crate::kafka::topics::{self, TopicError};
@@ -87,6 +90,9 @@ pub enum WorkerError {
         "the partition count changed while running ({0}); stopping before a record reaches a partition without its state. Restore co-partitioning (docs/operations.md, resizing partitions) and restart"
     )]
     PartitionsChanged(String),
+    /// `--tasks` does not fit the topics.
+    #[error("{0}")]
+    Tasks(String),
 }
 
 /// Rebalance callbacks reach the processor through this context.
@@ -218,9 +224,10 @@ fn lock(m: &Mutex<Processor>) -> MutexGuard<'_, Processor> {
 #[derive(Clone, Default)]
 pub struct Telemetry {
     pub metrics: Arc<Metrics>,
+    /// The process's status; with several tasks it combines theirs.
     pub status: Arc<Status>,
-    /// The owned partitions' engines, for queries of committed state.
-    pub engines: SharedEngines,
+    /// The owned partitions' engines, per task, for queries of committed state.
+    pub engines: TaskEngines,
     /// Filled with the input partition count after the topic check.
     pub partitions: Arc<OnceLock<i32>>,
 }
@@ -255,32 +262,87 @@ pub fn run(
         partitions = layout.partitions,
         group_id = %options.group_id,
         transactional_id = %options.transactional_id(),
+        tasks = options.tasks,
         "topics checked: inputs and changelog co-partitioned"
     );
-    let codec = create_codec(&options)?;
-    let opts = Arc::new(options);
+    tasks::check_count(options.tasks, layout.partitions)?;
+    // One database for every task: a partition moving between tasks keeps
+    // its store.
+    let stores = restore::Stores::open(&options)?;
+    let result = if options.tasks == 1 {
+        // One task is the worker as it always was: its ids, its logs, the
+        // process's status.
+        let parts = TaskParts {
+            task: 0,
+            partitions: layout.partitions,
+            stores: stores.clone(),
+            metrics: telemetry.metrics.clone(),
+            status: telemetry.status.clone(),
+            engines: telemetry.engines.task(0),
+            held_elsewhere: None,
+        };
+        run_task(Arc::new(options), &stop, parts)
+    } else {
+        tasks::run_all(&options, &stop, &telemetry, &stores, layout.partitions)
+    };
+    telemetry.status.set_stopping();
+    stores.persist();
+    info!("worker stopped");
+    result
+}
+
+/// What one processing task is given besides its options.
+struct TaskParts {
+    task: usize,
+    /// The input partition count checked at start-up.
+    partitions: i32,
+    stores: restore::Stores,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    engines: SharedEngines,
+    held_elsewhere: Option<restore::HeldElsewhere>,
+}
+
+/// One task: its consumer, producer and processor, until `stop` is set or
+/// it fails; then it commits (or aborts) and leaves the group.
+fn run_task(
+    opts: Arc<WorkerOptions>,
+    stop: &AtomicBool,
+    parts: TaskParts,
+) -> Result<(), WorkerError> {
+    let TaskParts {
+        task,
+        partitions,
+        stores,
+        metrics,
+        status,
+        engines,
+        held_elsewhere,
+    } = parts;
+    let codec = create_codec(&opts)?;
     let txn = transaction::Transactions::new(opts.clone())?;
-    let stores = restore::Stores::open(&opts)?;
-    let restorer = restore::Restorer::new(opts.clone(), stores.clone())?;
-    let pipeline = pipeline::Pipeline::new(
-        opts.clone(),
-        codec,
-        telemetry.engines.clone(),
-        telemetry.metrics.clone(),
-    );
+    let mut restorer = restore::Restorer::new(opts.clone(), stores)?;
+    if let Some(held) = held_elsewhere {
+        restorer = restorer.exclusive(held);
+    }
+    let pipeline = pipeline::Pipeline::new(opts.clone(), codec, engines, metrics.clone());
     let processor = Arc::new(Mutex::new(Processor::new(
         opts.clone(),
         txn,
         restorer,
         pipeline,
-        layout.partitions,
-        telemetry.metrics.clone(),
-        telemetry.status.clone(),
+        partitions,
+        metrics,
+        status.clone(),
     )));
     let mut consumer = subscribe(&opts, &processor)?;
-    info!("worker started");
+    if opts.tasks == 1 {
+        info!("worker started");
+    } else {
+        info!(task, "processing task started");
+    }
     let result = loop {
-        match run_loop(&consumer, &processor, &opts, &stop, &telemetry.status) {
+        match run_loop(&consumer, &processor, &opts, stop, &status) {
             Err(e @ (WorkerError::Rejoin | WorkerError::Reset(_))) => {
                 warn!(error = %e, "recreating the consumer; it rejoins the group and restores its partitions");
                 lock(&processor).stop_after_error();
@@ -291,7 +353,7 @@ pub fn run(
             other => break other,
         }
     };
-    telemetry.status.set_stopping();
+    status.set_stopping();
     {
         let mut p = lock(&processor);
         match &result {
@@ -307,8 +369,6 @@ pub fn run(
         }
     }
     drop(consumer);
-    stores.persist();
-    info!("worker stopped");
     result
 }
 

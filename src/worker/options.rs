@@ -92,6 +92,9 @@ pub struct WorkerOptions {
     pub output_format: WireFormat,
     /// Confluent-compatible schema registry, for `avro-confluent`.
     pub schema_registry: Option<RegistrySettings>,
+    /// Processing tasks in this process (default 1), each with its own
+    /// consumer, transactional producer and share of the partitions.
+    pub tasks: usize,
 }
 
 /// Where the schema registry is and how to log in. The password comes from
@@ -138,5 +141,16 @@ impl WorkerOptions {
 
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.group_id, self.instance_id)
+    }
+
+    /// The options of processing task `task` of several: the instance id
+    /// gets a `-t<task>` suffix, so each task has its own transactional id
+    /// (`<group>-<instance>-t<task>`) and static member id. Everything else,
+    /// the state directory included, is the instance's.
+    pub fn for_task(&self, task: usize) -> WorkerOptions {
+        WorkerOptions {
+            instance_id: format!("{}-t{task}", self.instance_id),
+            ..self.clone()
+        }
     }
 }

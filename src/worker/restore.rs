@@ -91,6 +91,10 @@ impl Stores {
 /// (an empty slice when it is over).
 pub type Progress<'a> = dyn FnMut(&[(i32, i64)]) + 'a;
 
+/// Whether another processing task of this process still holds a
+/// partition's state (see [`Restorer::exclusive`]).
+pub type HeldElsewhere = Arc<dyn Fn(i32) -> bool + Send + Sync>;
+
 /// Changelog records applied to a store per write batch.
 const RESTORE_BATCH: usize = 5000;
 
@@ -120,6 +124,9 @@ pub struct Restorer {
     /// read_uncommitted: its ListOffsets answers the true high watermark
     /// (a read_committed client is answered the last stable offset).
     probe: BaseConsumer<RestoreContext>,
+    /// With several tasks: a partition that moved between them is taken
+    /// only once the task that had it let it go.
+    held_elsewhere: Option<HeldElsewhere>,
 }
 
 impl Restorer {
@@ -161,7 +168,47 @@ impl Restorer {
             stores,
             consumer,
             probe,
+            held_elsewhere: None,
         })
+    }
+
+    /// Makes each restore wait until no other task of the process holds the
+    /// partition. The tasks share one disk database, and two stores of one
+    /// partition open at once would each keep their own counts and
+    /// checkpoint. Both eager and KIP-848 rebalancing revoke a partition
+    /// before they assign it elsewhere, so the wait is normally none; it
+    /// covers a task whose assignment was lost while it still held it.
+    pub fn exclusive(self, held_elsewhere: HeldElsewhere) -> Self {
+        Restorer {
+            held_elsewhere: Some(held_elsewhere),
+            ..self
+        }
+    }
+
+    /// Waits until no other task holds `partition`'s state.
+    fn wait_released(&self, partition: i32, deadline: Instant) -> Result<(), WorkerError> {
+        let Some(held) = &self.held_elsewhere else {
+            return Ok(());
+        };
+        let mut warned = false;
+        while held(partition) {
+            if Instant::now() > deadline {
+                return Err(WorkerError::Restore {
+                    partition,
+                    reason: "another processing task of this instance still holds the partition"
+                        .into(),
+                });
+            }
+            if !warned {
+                warn!(
+                    partition,
+                    "partition still held by another processing task; waiting for it to let go"
+                );
+                warned = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// Brings each partition's store up to the high watermark the changelog
@@ -189,6 +236,7 @@ impl Restorer {
         let mut from_checkpoint = Vec::new();
         for p in partitions {
             let (low, high) = self.watermarks(*p, deadline)?;
+            self.wait_released(*p, deadline)?;
             let mut store = self.stores.partition(*p)?;
             let checkpoint = store.checkpoint();
             let verify = match checkpoint {
