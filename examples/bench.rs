@@ -521,7 +521,7 @@ impl Bench {
         );
 
         let (mut pass, mut term, mut peer) = (Vec::new(), Vec::new(), Vec::new());
-        let mut term_memory = Vec::new();
+        let (mut term_memory, mut term_tasks) = (Vec::new(), Vec::new());
         for run in 0..self.args.runs {
             let secs = self.passthrough(run, &names, n)?;
             println!(
@@ -532,7 +532,8 @@ impl Bench {
             );
             pass.push(n as f64 / secs);
 
-            let secs = self.terminus_throughput(run, &names, &ends, &states, &expected, "disk")?;
+            let secs =
+                self.terminus_throughput(run, &names, &ends, &states, &expected, Setup::disk(1))?;
             println!(
                 "run {run}: terminus (disk store) {:.2}s = {:.0} events/s, outputs verified (load {})",
                 secs,
@@ -542,7 +543,7 @@ impl Bench {
             term.push(n as f64 / secs);
 
             let secs =
-                self.terminus_throughput(run, &names, &ends, &states, &expected, "memory")?;
+                self.terminus_throughput(run, &names, &ends, &states, &expected, Setup::memory())?;
             println!(
                 "run {run}: terminus (memory store) {:.2}s = {:.0} events/s, outputs verified (load {})",
                 secs,
@@ -550,6 +551,18 @@ impl Bench {
                 loadavg()
             );
             term_memory.push(n as f64 / secs);
+
+            // The same worker with two processing tasks (disk store, as the
+            // 1-task row it is compared with).
+            let secs =
+                self.terminus_throughput(run, &names, &ends, &states, &expected, Setup::disk(2))?;
+            println!(
+                "run {run}: terminus (disk store, 2 tasks) {:.2}s = {:.0} events/s, outputs verified (load {})",
+                secs,
+                n as f64 / secs,
+                loadavg()
+            );
+            term_tasks.push(n as f64 / secs);
 
             if let Some(cp) = &self.args.streams_classpath {
                 let secs = self.streams_throughput(run, cp, &names, &ends, distinct.len())?;
@@ -617,6 +630,17 @@ impl Bench {
                 "disk store ÷ memory store, exactly-once",
                 String::new(),
                 String::new(),
+            )
+        });
+        let t2 = median(&term_tasks);
+        rows.push(Row {
+            baseline: "1 task".into(),
+            ratio: format!("{:.2}", t2 / t),
+            target: "—".into(),
+            ..row(
+                "Terminus, 2 tasks (--tasks 2, disk store; events/s)",
+                format!("{t2:.0}"),
+                fmt_runs(&term_tasks),
             )
         });
         if !peer.is_empty() {
@@ -772,19 +796,26 @@ impl Bench {
         ends: &[(String, i32, i64)],
         states: &[(i32, String, Vec<u8>)],
         expected: &[Output],
-        store: &str,
+        setup: Setup,
     ) -> Result<f64> {
-        let set = format!("t{store}{run}");
+        let Setup { store, tasks } = setup;
+        // The 1-task sets keep their names of earlier releases.
+        let set = if tasks == 1 {
+            format!("t{store}{run}")
+        } else {
+            format!("t{store}x{tasks}r{run}")
+        };
         let d = self.deployment(&set, names, states)?;
         let dir = std::env::temp_dir().join(format!("{}-state", d.group));
         let _ = std::fs::remove_dir_all(&dir);
         let flags = [
             format!("--state-store={store}"),
             format!("--state-dir={}", dir.display()),
+            format!("--tasks={tasks}"),
         ];
         let mut worker = Worker::start_with(&self.args, &d, &set, &flags)?;
         let profiler = match (&self.args.perf_out, run) {
-            (Some(out), 0) if store == "disk" => Some(
+            (Some(out), 0) if store == "disk" && tasks == 1 => Some(
                 Command::new("perf")
                     .args(["record", "-e", "cpu-clock", "-F", "499"])
                     .args(["--call-graph", "dwarf,16384", "-o"])
@@ -2049,6 +2080,30 @@ fn wait_committed(
             "group {group} did not commit its input within {max:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How a throughput run's worker stores state and how many processing
+/// tasks it runs.
+#[derive(Clone, Copy)]
+struct Setup {
+    store: &'static str,
+    tasks: usize,
+}
+
+impl Setup {
+    fn disk(tasks: usize) -> Setup {
+        Setup {
+            store: "disk",
+            tasks,
+        }
+    }
+
+    fn memory() -> Setup {
+        Setup {
+            store: "memory",
+            tasks: 1,
+        }
     }
 }
 

@@ -280,6 +280,7 @@ pub fn run(
             status: telemetry.status.clone(),
             engines: telemetry.engines.task(0),
             held_elsewhere: None,
+            join_gate: None,
         };
         run_task(Arc::new(options), &stop, parts)
     } else {
@@ -301,6 +302,8 @@ struct TaskParts {
     status: Arc<Status>,
     engines: SharedEngines,
     held_elsewhere: Option<restore::HeldElsewhere>,
+    /// With several tasks: where they wait for each other before joining.
+    join_gate: Option<Arc<tasks::JoinGate>>,
 }
 
 /// One task: its consumer, producer and processor, until `stop` is set or
@@ -318,6 +321,7 @@ fn run_task(
         status,
         engines,
         held_elsewhere,
+        join_gate,
     } = parts;
     let codec = create_codec(&opts)?;
     let txn = transaction::Transactions::new(opts.clone())?;
@@ -335,6 +339,9 @@ fn run_task(
         metrics,
         status.clone(),
     )));
+    if let Some(gate) = join_gate {
+        gate.wait();
+    }
     let mut consumer = subscribe(&opts, &processor)?;
     if opts.tasks == 1 {
         info!("worker started");
@@ -534,6 +541,19 @@ fn create_consumer(
         // A restarted instance takes its partitions back at once instead of
         // waiting out the session of its previous incarnation.
         config.set("group.instance.id", &opts.instance_id);
+    }
+    let heartbeat_set = opts
+        .kafka
+        .properties
+        .iter()
+        .any(|(k, _)| k == "heartbeat.interval.ms");
+    if opts.tasks > 1 && opts.group_protocol == GroupProtocol::Classic && !heartbeat_set {
+        // The tasks join one after another; unless the broker's initial
+        // rebalance delay groups them, each join is a rebalance that the
+        // members already in learn of at their next heartbeat (librdkafka's
+        // default: every 3 s), and until then the first task holds every
+        // partition. Half a second keeps that start-up gap short.
+        config.set("heartbeat.interval.ms", "500");
     }
     let context = WorkerContext {
         processor,

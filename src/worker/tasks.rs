@@ -12,10 +12,10 @@
 use super::restore::{HeldElsewhere, Stores};
 use super::{Telemetry, WorkerError, WorkerOptions};
 use crate::engine::{Lookup, SharedEngines};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, info, info_span};
 
 /// The span every log line of a task carries (`task=k`). Not exported as a
@@ -69,6 +69,44 @@ impl TaskEngines {
     }
 }
 
+/// Lets the tasks join the group together, once each has its producer and
+/// restore consumer ready (creating them takes each task a different time).
+/// Joining within milliseconds of each other, they are assigned in one
+/// generation (within the broker's `group.initial.rebalance.delay.ms`)
+/// instead of the first task getting every partition, restoring them, and
+/// giving most back in a rebalance when the next one joins.
+pub struct JoinGate {
+    arrived: AtomicUsize,
+    tasks: usize,
+    halt: Arc<AtomicBool>,
+}
+
+/// Longest a task waits at the gate for the others.
+const GATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl JoinGate {
+    fn new(tasks: usize, halt: Arc<AtomicBool>) -> Self {
+        JoinGate {
+            arrived: AtomicUsize::new(0),
+            tasks,
+            halt,
+        }
+    }
+
+    /// Waits until every task arrived, one failed, or the wait is too long
+    /// (a slow task then joins late, which costs a rebalance, nothing more).
+    pub fn wait(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + GATE_TIMEOUT;
+        while self.arrived.load(Ordering::SeqCst) < self.tasks
+            && !self.halt.load(Ordering::Relaxed)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 /// Refuses task counts the topics cannot feed: a task without partitions
 /// would only hold a producer and a group membership.
 ///
@@ -101,6 +139,7 @@ pub fn run_all(
 ) -> Result<(), WorkerError> {
     // The tasks' own stop flag: set by the caller's, or by a failed task.
     let halt = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(JoinGate::new(options.tasks, halt.clone()));
     let mut running: Vec<(usize, JoinHandle<Result<(), WorkerError>>)> = Vec::new();
     let mut first_error: Option<WorkerError> = None;
     for task in 0..options.tasks {
@@ -117,6 +156,7 @@ pub fn run_all(
         let metrics = telemetry.metrics.clone();
         let stores = stores.clone();
         let halt = halt.clone();
+        let gate = gate.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("terminus-task-{task}"))
             .spawn(move || {
@@ -131,6 +171,7 @@ pub fn run_all(
                     status,
                     engines,
                     held_elsewhere: Some(held),
+                    join_gate: Some(gate),
                 };
                 super::run_task(opts, &halt, parts)
             });
