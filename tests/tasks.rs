@@ -194,3 +194,52 @@ async fn sigkill_of_a_two_task_worker_loses_and_duplicates_nothing() {
         "the third task took partitions over: {last:?}"
     );
 }
+
+/// Another process takes task 1's transactional id (an instance started
+/// with `--instance-id a-t1` beside a two-task instance `a`): task 1 is
+/// fenced, and the whole process exits non-zero with that error, task 0
+/// having committed and left, so that the orchestrator restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_task_stops_the_process_and_the_other_task_leaves() {
+    let rig = Rig::new("tasks-fenced").await;
+    let tasks = ["--tasks".to_owned(), "2".to_owned()];
+    let mut a = rig.spawn_with("a", &tasks);
+    wait_for("both tasks restored", Duration::from_secs(40), || {
+        let seen: std::collections::BTreeSet<Option<u64>> = restores(&log_of(&rig, "a"))
+            .into_iter()
+            .map(|(t, _, _)| t)
+            .collect();
+        seen.len() >= 2
+    })
+    .await;
+    let mut intruder = rig.spawn("a-t1");
+    let phases = journeys(22, 30, 3);
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut status = None;
+    for phase in phases.iter().cycle() {
+        rig.produce(phase).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        status = a.try_wait().expect("try_wait");
+        if status.is_some() || Instant::now() > deadline {
+            break;
+        }
+    }
+    stop(&mut intruder);
+    if status.is_none() {
+        stop(&mut a);
+    }
+    let status = status.expect("the fenced instance exited by itself");
+    assert!(!status.success(), "exited non-zero: {status:?}");
+    let log = log_of(&rig, "a");
+    let failed = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "processing task failed; stopping the other tasks")
+        .expect("the failing task is named");
+    assert_eq!(failed["task"], 1, "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap_or_default().contains("fenced"),
+        "{failed}"
+    );
+    assert!(log.contains("worker stopped"), "the process shut down in order");
+}
