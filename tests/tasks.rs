@@ -238,8 +238,14 @@ async fn a_fenced_task_stops_the_process_and_the_other_task_leaves() {
         .expect("the failing task is named");
     assert_eq!(failed["task"], 1, "{failed}");
     assert!(
-        failed["error"].as_str().unwrap_or_default().contains("fenced"),
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fenced"),
         "{failed}"
     );
-    assert!(log.contains("worker stopped"), "the process shut down in order");
+    assert!(
+        log.contains("worker stopped"),
+        "the process shut down in order"
+    );
 }
