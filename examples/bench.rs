@@ -1912,15 +1912,11 @@ fn produce_paced_until(
     Ok(sent)
 }
 
-/// Reads `topics` read_committed and notes when each causationId was first
-/// seen, until `done` is set and nothing new came for two seconds.
-fn observe_outputs(
-    b: &str,
-    topics: &[String],
-    done: &AtomicBool,
-) -> Result<HashMap<String, Instant>> {
+/// A read_committed consumer of every partition of `topics` from the
+/// beginning, that hands records over as soon as they are committed.
+fn output_reader(b: &str, topics: &[String], group: &str) -> Result<BaseConsumer> {
     let c: BaseConsumer = config(b)
-        .set("group.id", "bench-rebalance-reader")
+        .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
@@ -1932,6 +1928,17 @@ fn observe_outputs(
         }
     }
     c.assign(&tpl)?;
+    Ok(c)
+}
+
+/// Reads `topics` read_committed and notes when each causationId was first
+/// seen, until `done` is set and nothing new came for two seconds.
+fn observe_outputs(
+    b: &str,
+    topics: &[String],
+    done: &AtomicBool,
+) -> Result<HashMap<String, Instant>> {
+    let c = output_reader(b, topics, "bench-rebalance-reader")?;
     let mut seen = HashMap::new();
     let mut last_new = Instant::now();
     while !(done.load(Ordering::Relaxed) && last_new.elapsed() > Duration::from_secs(2)) {
@@ -1957,19 +1964,7 @@ fn first_seen(
     mut wanted: HashSet<String>,
     max: Duration,
 ) -> Result<HashMap<String, Instant>> {
-    let c: BaseConsumer = config(b)
-        .set("group.id", "bench-latency-reader")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for t in topics {
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(t, p, Offset::Beginning)?;
-        }
-    }
-    c.assign(&tpl)?;
+    let c = output_reader(b, topics, "bench-latency-reader")?;
     let deadline = Instant::now() + max;
     let mut seen = HashMap::new();
     while !wanted.is_empty() {
