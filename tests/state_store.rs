@@ -267,3 +267,118 @@ async fn sigkill_while_the_store_is_written_loses_and_duplicates_nothing() {
         &common::rig::simulate_with(&events, policy, Some(until)),
     );
 }
+
+/// Changelog records written straight to one partition, as a previous owner
+/// with many customers would have left them.
+fn preload_changelog(topic: &str, partition: i32, records: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = common::client_config()
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .create()
+        .expect("changelog producer");
+    let state = terminus::domain::CustomerState::default().to_bytes();
+    for i in 0..records {
+        let key = format!("R-{i}");
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .key(key.as_bytes())
+            .payload(state.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("changelog preloaded");
+}
+
+/// A restore is read between polls of the input, with the restoring
+/// partition paused: the partitions whose state is ready are processed and
+/// committed while a long restore of another partition is still under way
+/// (a restore inside the rebalance callback would hold them all until it
+/// ended, and could outlast `max.poll.interval.ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_partitions_flow_while_another_partition_restores() {
+    let rig = Rig::new("store-slow-restore").await;
+    let slow = 2;
+    preload_changelog(&rig.topic("changelog"), slow, 300_000);
+    // Journeys of customers whose input goes to the other partitions; the
+    // first phase arrives while the slow partition restores.
+    let phases: Vec<Vec<String>> = journeys(34, 60, 4)
+        .into_iter()
+        .map(|phase| {
+            phase
+                .into_iter()
+                .filter(|line| {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                    let key = v["event"]["customerId"].as_str().unwrap_or_default();
+                    terminus::kafka::partition_for_key(key.as_bytes(), PARTITIONS) != slow
+                })
+                .collect()
+        })
+        .collect();
+    assert!(!phases[0].is_empty());
+    rig.produce(&phases[0]).await;
+    let port = common::free_port();
+    let mut a = rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{port}")]);
+    let lifecycle = rig.topic("lifecycle");
+    let ends = common::rig::high_watermarks(&lifecycle).expect("lifecycle watermarks");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut seen_restoring = false;
+    let overlapped = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither processed nor ready within 180 s"
+        );
+        let committed = common::rig::try_committed(&rig.group, &lifecycle).unwrap_or_default();
+        let processed = ends
+            .iter()
+            .filter(|(p, end)| *p != slow && *end > 0)
+            .all(|(p, end)| committed.get(p).copied().unwrap_or(0) >= *end);
+        let (status, body) = common::http(port, "GET", "/readyz");
+        if status == 503 && body.contains("restoring") {
+            seen_restoring = true;
+        }
+        if processed {
+            break status == 503 && body.contains("restoring");
+        }
+        if status == 200 {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(seen_restoring, "/readyz reported the restore under way");
+    assert!(
+        overlapped,
+        "partitions {:?} were committed only after partition {slow}'s restore ended",
+        ends.iter()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != slow)
+            .collect::<Vec<_>>()
+    );
+    common::wait_for(
+        "the slow partition restored",
+        Duration::from_secs(180),
+        || common::http(port, "GET", "/readyz").0 == 200,
+    )
+    .await;
+    rig.wait_caught_up(Duration::from_secs(180)).await;
+    rig.feed(&phases[1..]).await;
+    let actual = rig.outputs().await;
+    stop(&mut a);
+    let all = restores(&rig, "a");
+    assert_eq!(all.len(), 1, "one restore, logged once: {all:?}");
+    assert!(
+        all[0].1 >= 300_000,
+        "the slow partition read in full: {all:?}"
+    );
+    assert_same_outputs(&actual, &simulate(&phases.concat()));
+}

@@ -10,8 +10,10 @@
 //!
 //! One thread polls the consumer and drives the [`Processor`]; rebalance
 //! callbacks run inside that poll on the same thread, so a revocation commits
-//! the open transaction before the partitions go, and an assignment restores
-//! each partition's state before its first record is fetched. With
+//! the open transaction before the partitions go. An assignment starts each
+//! new partition's restore and pauses its input; the loop reads the changelog
+//! between polls and resumes the partition once its state is complete, so the
+//! partitions already owned keep going. With
 //! `--tasks N`, N such threads run side by side ([`tasks`]).
 
 mod options;
@@ -141,6 +143,15 @@ impl ConsumerContext for WorkerContext {
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
     }
+
+    /// The assignment is in place: hold back the input of partitions still
+    /// being restored, so the loop can read their changelog between records
+    /// of the others.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            lock(&self.processor).pause_restoring(consumer);
+        }
+    }
 }
 
 impl WorkerContext {
@@ -232,6 +243,9 @@ pub struct Telemetry {
     pub partitions: Arc<OnceLock<i32>>,
 }
 
+/// How long the loop reads the changelog of partitions being restored
+/// before it polls the input again.
+const RESTORE_SLICE: Duration = Duration::from_millis(50);
 /// How often consumer lag is recomputed (the issue asks for at most 10 s).
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// How long past the session timeout a consumer that lost its assignment may
@@ -390,6 +404,7 @@ fn run_loop(
     let mut last_lag = Instant::now() - LAG_INTERVAL;
     let mut last_gauges = Instant::now() - GAUGE_INTERVAL;
     let mut last_layout = Instant::now();
+    let mut last_restore = Instant::now();
     let mut paused = false;
     let mut seen_rebalances = 0u64;
     // More timers were due than the last round fired: keep firing without
@@ -413,10 +428,13 @@ fn run_loop(
             paused = false;
         }
         seen_rebalances = rebalances;
-        let timeout = if timer_backlog {
-            Duration::ZERO
-        } else {
-            lock(processor).poll_timeout()
+        let timeout = {
+            let p = lock(processor);
+            if timer_backlog || p.is_restoring() {
+                Duration::ZERO
+            } else {
+                p.poll_timeout()
+            }
         };
         let polled = consumer.poll(timeout);
         let mut p = lock(processor);
@@ -441,6 +459,15 @@ fn run_loop(
             }
             None => {}
         }
+        // A restore reads its changelog in slices between polls: whenever the
+        // input is drained, and under a backlog at least every other slice.
+        // The owned partitions keep flowing and the poll interval is never
+        // exceeded.
+        if p.is_restoring() && (drained || last_restore.elapsed() >= RESTORE_SLICE) {
+            p.advance_restore(RESTORE_SLICE)?;
+            last_restore = Instant::now();
+        }
+        p.resume_restored(consumer);
         if timer_backlog || last_tick.elapsed() >= opts.timer_interval {
             last_tick = Instant::now();
             match p.fire_timers(Timestamp::now()) {

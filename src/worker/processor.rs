@@ -113,6 +113,11 @@ pub struct Processor {
     partitions: i32,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    /// Restored partitions whose input is still paused.
+    to_resume: Vec<i32>,
+    /// When the restore under way began, and what it read so far.
+    restore_started: Option<Instant>,
+    restore_records: u64,
 }
 
 impl Processor {
@@ -141,6 +146,9 @@ impl Processor {
             partitions,
             metrics,
             status,
+            to_resume: Vec::new(),
+            restore_started: None,
+            restore_records: 0,
         }
     }
 
@@ -451,6 +459,11 @@ impl Processor {
     /// The consumer was recreated after a reset: its new assignment restores
     /// the partitions afresh, and commits are allowed again.
     pub fn resume_after_reset(&mut self) {
+        let restoring = self.restorer.restoring();
+        self.restorer.drop_partitions(&restoring);
+        self.to_resume.clear();
+        self.restore_started = None;
+        self.status.set_restoring(false);
         self.poisoned = false;
         self.fatal = None;
         self.batch = Batch::default();
@@ -597,6 +610,12 @@ impl Processor {
         }
         let gone: Vec<i32> = partitions.iter().copied().collect();
         self.pipeline.release(&gone);
+        self.restorer.drop_partitions(&gone);
+        self.to_resume.retain(|p| !partitions.contains(p));
+        if self.restorer.is_idle() {
+            self.status.set_restoring(false);
+            self.restore_started = None;
+        }
         self.committed.retain(|(_, p), _| !partitions.contains(p));
         self.metrics
             .rebalanced(if lost { "lost" } else { "revoke" });
@@ -605,7 +624,10 @@ impl Processor {
     }
 
     /// Partitions received: refuse numbers the start-up layout did not have
-    /// (their customers' state is elsewhere), then restore the rest.
+    /// (their customers' state is elsewhere), then start restoring the rest.
+    /// Their input stays paused until the loop has read them
+    /// ([`advance_restore`](Self::advance_restore)); the partitions already
+    /// owned go on meanwhile.
     pub fn assign(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         if let Some(p) = partitions.iter().find(|p| **p >= self.partitions) {
             return Err(WorkerError::PartitionsChanged(format!(
@@ -613,11 +635,21 @@ impl Processor {
                 self.partitions
             )));
         }
-        self.restore(partitions)
+        self.begin_restore(partitions)
     }
 
-    /// Restores partitions not held yet from the changelog.
+    /// Restores partitions not held yet from the changelog, and finishes any
+    /// restore under way, before it returns: for where the loop cannot go on
+    /// without their state.
     pub fn restore(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        self.begin_restore(partitions)?;
+        while self.is_restoring() {
+            self.advance_restore(Duration::from_millis(200))?;
+        }
+        Ok(())
+    }
+
+    fn begin_restore(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         self.lost_since = None;
         let partitions: Vec<i32> = partitions
             .iter()
@@ -627,21 +659,92 @@ impl Processor {
         if partitions.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
+        self.restore_started.get_or_insert_with(Instant::now);
         self.status.set_restoring(true);
+        self.restorer.add(&partitions)
+    }
+
+    /// Whether a restore is under way.
+    pub fn is_restoring(&self) -> bool {
+        !self.restorer.is_idle()
+    }
+
+    /// Partitions being restored: their input must stay paused.
+    pub fn restoring(&self) -> Vec<i32> {
+        self.restorer.restoring()
+    }
+
+    /// Reads the changelog for about `budget` and hands the partitions it
+    /// completed to the pipeline; the loop then resumes their input.
+    ///
+    /// # Errors
+    /// As [`Restorer::advance`]: the worker cannot go on without the state.
+    pub fn advance_restore(&mut self, budget: Duration) -> Result<(), WorkerError> {
+        if self.restorer.is_idle() {
+            return Ok(());
+        }
         let (status, metrics) = (self.status.clone(), self.metrics.clone());
         let mut progress = |left: &[(i32, i64)]| {
             status.set_restore_left(left.to_vec());
             metrics.set_restore_remaining(left);
         };
-        let restored = self.restorer.restore(&partitions, &mut progress);
-        self.status.set_restoring(false);
-        let restored = restored?;
+        let restored = self.restorer.advance(budget, &mut progress)?;
         self.counters.restored_records += restored.records;
-        self.metrics
-            .restored(started.elapsed().as_secs_f64(), restored.records);
+        self.restore_records += restored.records;
+        self.to_resume.extend(restored.engines.keys().copied());
         self.pipeline.adopt(restored.engines);
+        if self.restorer.is_idle() {
+            self.status.set_restoring(false);
+            let secs = self
+                .restore_started
+                .take()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            self.metrics
+                .restored(secs, std::mem::take(&mut self.restore_records));
+        }
         Ok(())
+    }
+
+    /// Resumes the input of partitions whose restore completed (unless an
+    /// operator paused consumption: their resume then covers these too).
+    pub fn resume_restored<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.to_resume.is_empty() {
+            return;
+        }
+        let partitions = std::mem::take(&mut self.to_resume);
+        if self.status.pause_requested() {
+            return;
+        }
+        let tpl = self.input_partitions(&partitions);
+        if let Err(e) = consumer.resume(&tpl) {
+            warn!(error = %e, ?partitions, "cannot resume restored partitions; retrying");
+            self.to_resume = partitions;
+        }
+    }
+
+    /// Pauses the input of partitions being restored, right after an
+    /// assignment and before anything is fetched for them.
+    pub fn pause_restoring<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let partitions = self.restoring();
+        if partitions.is_empty() {
+            return;
+        }
+        let tpl = self.input_partitions(&partitions);
+        if let Err(e) = consumer.pause(&tpl) {
+            // Their records then reach `process`, which restores first.
+            warn!(error = %e, ?partitions, "cannot pause partitions being restored");
+        }
+    }
+
+    /// The input topics' partitions of these partition numbers.
+    fn input_partitions(&self, partitions: &[i32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for topic in self.opts.topics.inputs() {
+            for p in partitions {
+                tpl.add_partition(topic, *p);
+            }
+        }
+        tpl
     }
 
     /// Stops the worker when an input or the changelog no longer has the

@@ -27,7 +27,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The restore consumer's context: reaching a partition's end is how a restore
 /// finishes, not an error worth a log line.
@@ -102,6 +102,10 @@ const RESTORE_BATCH: usize = 5000;
 struct Plan {
     /// The high watermark when the restore started: read up to here.
     target: i64,
+    /// When the restore timeout runs out.
+    deadline: Instant,
+    /// The next record to read (where a reassignment resumes).
+    next: Offset,
     /// The store's checkpoint, to be found as the first record read; any
     /// other record means the changelog is not the one the store holds.
     verify: Option<Checkpoint>,
@@ -116,6 +120,34 @@ struct Plan {
     last_tombstone: bool,
 }
 
+/// Partitions being restored, read a slice at a time between polls of the
+/// input.
+#[derive(Default)]
+struct Job {
+    plans: BTreeMap<i32, Plan>,
+    /// Every partition under way, with the state restored so far.
+    engines: Partitions,
+    /// Restored, not yet handed over.
+    done: Vec<i32>,
+    round: Round,
+    last_check: Option<Instant>,
+    last_error: Option<Instant>,
+    turns: u32,
+}
+
+/// What one stretch of restoring, from idle to idle, read: logged once at its
+/// end so that a rebalance gives one line, however the partitions finish.
+#[derive(Default)]
+struct Round {
+    started: Option<Instant>,
+    partitions: Vec<i32>,
+    from_checkpoint: Vec<i32>,
+    records: u64,
+    /// Records read since `advance` last returned.
+    unreported: u64,
+    customers: usize,
+}
+
 pub struct Restorer {
     opts: Arc<WorkerOptions>,
     stores: Stores,
@@ -127,6 +159,7 @@ pub struct Restorer {
     /// With several tasks: a partition that moved between them is taken
     /// only once the task that had it let it go.
     held_elsewhere: Option<HeldElsewhere>,
+    job: Job,
 }
 
 impl Restorer {
@@ -169,6 +202,7 @@ impl Restorer {
             consumer,
             probe,
             held_elsewhere: None,
+            job: Job::default(),
         })
     }
 
@@ -211,30 +245,36 @@ impl Restorer {
         Ok(())
     }
 
-    /// Brings each partition's store up to the high watermark the changelog
-    /// had when the restore started: from the store's checkpoint when it
-    /// has one that the changelog still holds, from the beginning otherwise.
+    /// Whether no restore is under way.
+    pub fn is_idle(&self) -> bool {
+        self.job.engines.is_empty()
+    }
+
+    /// Partitions whose restore is under way (their input stays paused).
+    pub fn restoring(&self) -> Vec<i32> {
+        self.job.engines.keys().copied().collect()
+    }
+
+    /// Starts restoring `partitions` (those not under way already): from the
+    /// store's checkpoint when it has one that the changelog still holds,
+    /// from the beginning otherwise. [`advance`](Self::advance) reads them.
     ///
     /// # Errors
-    /// [`WorkerError::Restore`] when the changelog cannot be read to that
-    /// point within the restore timeout; `Fatal` for a state record written
-    /// by a newer release; `Store` when the disk store cannot be used.
-    pub fn restore(
-        &self,
-        partitions: &[i32],
-        progress: &mut Progress<'_>,
-    ) -> Result<Restored, WorkerError> {
-        let started = Instant::now();
-        let deadline = started + self.opts.restore_timeout;
-        let changelog = &self.opts.topics.changelog;
+    /// [`WorkerError::Restore`] when the changelog's watermarks cannot be
+    /// read within the restore timeout; `Store` when the disk store cannot be
+    /// used.
+    pub fn add(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        let now = Instant::now();
+        let deadline = now + self.opts.restore_timeout;
+        let changelog = self.opts.topics.changelog.clone();
         let restore_error =
             |partition: i32, reason: String| WorkerError::Restore { partition, reason };
         let policy = Arc::new(self.opts.policy.clone());
-        let mut engines = Partitions::new();
-        let mut plans: BTreeMap<i32, Plan> = BTreeMap::new();
-        let mut tpl = TopicPartitionList::new();
-        let mut from_checkpoint = Vec::new();
+        let mut reading = false;
         for p in partitions {
+            if self.job.engines.contains_key(p) {
+                continue;
+            }
             let (low, high) = self.watermarks(*p, deadline)?;
             self.wait_released(*p, deadline)?;
             let mut store = self.stores.partition(*p)?;
@@ -260,24 +300,28 @@ impl Restorer {
                 }
                 None => None,
             };
-            engines.insert(*p, Engine::with_store(policy.clone(), store));
+            self.job
+                .engines
+                .insert(*p, Engine::with_store(policy.clone(), store));
+            self.job.round.started.get_or_insert(now);
             // Nothing left to read (empty, or everything deleted): done.
             if high <= low {
+                self.job.done.push(*p);
                 continue;
             }
             let start = match verify {
                 Some(cp) => {
-                    from_checkpoint.push(*p);
+                    self.job.round.from_checkpoint.push(*p);
                     Offset::Offset(cp.offset)
                 }
                 None => Offset::Beginning,
             };
-            tpl.add_partition_offset(changelog, *p, start)
-                .map_err(|e| restore_error(*p, e.to_string()))?;
-            plans.insert(
+            self.job.plans.insert(
                 *p,
                 Plan {
                     target: high,
+                    deadline,
+                    next: start,
                     verify,
                     pending: Vec::new(),
                     keep_bytes: matches!(self.stores, Stores::Disk(_)),
@@ -287,28 +331,106 @@ impl Restorer {
                     last_tombstone: false,
                 },
             );
+            reading = true;
         }
-        let mut records = 0u64;
-        if !plans.is_empty() {
-            self.consumer
-                .assign(&tpl)
-                .map_err(|e| restore_error(partitions[0], e.to_string()))?;
-            let result =
-                self.read_until(&mut engines, &mut plans, deadline, &mut records, progress);
-            progress(&[]);
+        if reading {
+            self.reassign(&changelog)?;
+        }
+        Ok(())
+    }
+
+    /// Stops restoring partitions that were taken away.
+    pub fn drop_partitions(&mut self, gone: &[i32]) {
+        let mut reading = false;
+        for p in gone {
+            self.job.engines.remove(p);
+            self.job.done.retain(|d| d != p);
+            reading |= self.job.plans.remove(p).is_some();
+        }
+        if reading {
+            let changelog = self.opts.topics.changelog.clone();
+            if let Err(e) = self.reassign(&changelog) {
+                warn!(error = %e, "restore consumer not reassigned after a revocation");
+            }
+        }
+        if self.job.engines.is_empty() {
+            self.job.round = Round::default();
+        }
+    }
+
+    /// Points the restore consumer at the partitions still being read, each
+    /// at its next record.
+    fn reassign(&self, changelog: &str) -> Result<(), WorkerError> {
+        if self.job.plans.is_empty() {
             let _ = self.consumer.unassign();
-            result?;
+            return Ok(());
         }
-        let customers: usize = engines.values().map(Engine::len).sum();
-        info!(
-            ?partitions,
-            ?from_checkpoint,
-            records,
-            customers,
-            millis = started.elapsed().as_millis() as u64,
-            "partitions restored from the changelog"
-        );
-        Ok(Restored { engines, records })
+        let mut tpl = TopicPartitionList::new();
+        for (p, plan) in &self.job.plans {
+            tpl.add_partition_offset(changelog, *p, plan.next)
+                .map_err(|e| WorkerError::Restore {
+                    partition: *p,
+                    reason: e.to_string(),
+                })?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| WorkerError::Restore {
+                partition: self.job.plans.keys().next().copied().unwrap_or(0),
+                reason: format!("cannot assign the changelog to the restore consumer: {e}"),
+            })
+    }
+
+    /// Reads the changelog for about `budget` and returns the partitions whose
+    /// restore is complete, ready to process. The loop calls it between polls
+    /// of the input, so a long restore holds up neither the partitions
+    /// already owned nor the consumer's poll interval.
+    ///
+    /// # Errors
+    /// [`WorkerError::Restore`] when a partition's changelog cannot be read to
+    /// its target within the restore timeout; `Fatal` for a state record
+    /// written by a newer release.
+    pub fn advance(
+        &mut self,
+        budget: Duration,
+        progress: &mut Progress<'_>,
+    ) -> Result<Restored, WorkerError> {
+        let mut job = std::mem::take(&mut self.job);
+        let read = self.read_for(&mut job, budget, progress);
+        self.job = job;
+        read?;
+        let mut done = Restored {
+            engines: Partitions::new(),
+            records: 0,
+        };
+        for p in std::mem::take(&mut self.job.done) {
+            if let Some(engine) = self.job.engines.remove(&p) {
+                self.job.round.customers += engine.len();
+                self.job.round.partitions.push(p);
+                done.engines.insert(p, engine);
+            }
+        }
+        done.records = std::mem::take(&mut self.job.round.unreported);
+        if self.job.engines.is_empty() {
+            progress(&[]);
+            let round = std::mem::take(&mut self.job.round);
+            let _ = self.consumer.unassign();
+            if !round.partitions.is_empty() {
+                info!(
+                    partitions = ?round.partitions,
+                    from_checkpoint = ?round.from_checkpoint,
+                    records = round.records,
+                    customers = round.customers,
+                    millis = round
+                        .started
+                        .map_or(0, |t| t.elapsed().as_millis() as u64),
+                    "partitions restored from the changelog"
+                );
+            }
+        } else if !done.engines.is_empty() {
+            debug!(partitions = ?done.engines.keys().collect::<Vec<_>>(), "partitions restored; others still restoring");
+        }
+        Ok(done)
     }
 
     fn watermarks(&self, p: i32, deadline: Instant) -> Result<(i64, i64), WorkerError> {
@@ -360,6 +482,7 @@ impl Restorer {
         }
         plan.verify = None;
         plan.pending.clear();
+        plan.next = Offset::Beginning;
         seek(
             &self.consumer,
             &self.opts.topics.changelog,
@@ -384,40 +507,49 @@ impl Restorer {
         }
     }
 
-    fn read_until(
+    fn read_for(
         &self,
-        engines: &mut Partitions,
-        plans: &mut BTreeMap<i32, Plan>,
-        deadline: Instant,
-        records: &mut u64,
+        job: &mut Job,
+        budget: Duration,
         progress: &mut Progress<'_>,
     ) -> Result<(), WorkerError> {
         let changelog = &self.opts.topics.changelog;
-        let mut last_check = Instant::now();
-        let mut last_error: Option<Instant> = None;
-        let mut turns = 0u32;
-        while !plans.is_empty() {
-            turns = turns.wrapping_add(1);
+        let until = Instant::now() + budget;
+        while !job.plans.is_empty() {
+            job.turns = job.turns.wrapping_add(1);
             // The clock is read every 256 records: per record it cost 5 %.
-            let clock_turn = turns.is_multiple_of(256);
-            if clock_turn && Instant::now() > deadline {
-                let (p, high) = plans.iter().next().map_or((0, 0), |(p, h)| (*p, h.target));
-                return Err(WorkerError::Restore {
-                    partition: p,
-                    reason: format!(
-                        "changelog {changelog} not read up to offset {high} within {}",
-                        humantime::format_duration(self.opts.restore_timeout)
-                    ),
-                });
+            let clock_turn = job.turns.is_multiple_of(256);
+            let mut check = false;
+            if clock_turn {
+                let now = Instant::now();
+                if let Some((p, plan)) = job.plans.iter().find(|(_, plan)| now > plan.deadline) {
+                    return Err(WorkerError::Restore {
+                        partition: *p,
+                        reason: format!(
+                            "changelog {changelog} not read up to offset {} within {}",
+                            plan.target,
+                            humantime::format_duration(self.opts.restore_timeout)
+                        ),
+                    });
+                }
+                check = job
+                    .last_check
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(200));
+                if now >= until {
+                    check = true;
+                }
             }
-            let mut check = clock_turn && last_check.elapsed() >= Duration::from_millis(200);
-            match self.consumer.poll(Duration::from_millis(100)) {
+            let wait = until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.consumer.poll(wait) {
                 Some(Ok(msg)) => {
                     use rdkafka::message::Message;
                     let partition = msg.partition();
-                    let Some(plan) = plans.get_mut(&partition) else {
+                    let Some(plan) = job.plans.get_mut(&partition) else {
                         continue;
                     };
+                    plan.next = Offset::Offset(msg.offset() + 1);
                     if msg.offset() + 1 >= plan.target {
                         check = true;
                     }
@@ -430,7 +562,7 @@ impl Restorer {
                             continue; // the store holds it already
                         }
                         self.start_over(
-                            engines,
+                            &mut job.engines,
                             plan,
                             partition,
                             "the changelog record at the store's checkpoint is not the one the store saw (recreated topic, or the record was compacted away)",
@@ -477,19 +609,20 @@ impl Restorer {
                     plan.last_value
                         .extend_from_slice(msg.payload().unwrap_or_default());
                     plan.last_tombstone = msg.payload().is_none();
-                    *records += 1;
+                    job.round.records += 1;
+                    job.round.unreported += 1;
                     if plan.pending.len() >= RESTORE_BATCH {
-                        Self::flush(engines, partition, plan);
+                        Self::flush(&mut job.engines, partition, plan);
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     check = true;
-                    turns = 255; // read the clock on the next turn
+                    job.turns = 255; // read the clock on the next turn
                 }
                 Some(Err(e)) => {
-                    turns = 255;
+                    job.turns = 255;
                     if let Some(reason) = crate::kafka::preflight::authorization_failure(&e) {
-                        let p = plans.keys().next().copied().unwrap_or(0);
+                        let p = job.plans.keys().next().copied().unwrap_or(0);
                         return Err(WorkerError::Restore {
                             partition: p,
                             reason,
@@ -498,61 +631,75 @@ impl Restorer {
                     // Brokers down: librdkafka reconnects. Errors queued during
                     // an outage arrive in a burst; pause once per burst, not
                     // per error (a soak run spent 65 s draining them).
-                    if last_error.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    if job
+                        .last_error
+                        .is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1))
+                    {
                         warn!(error = %e, "changelog read error during restore; retrying");
-                        last_error = Some(Instant::now());
+                        job.last_error = Some(Instant::now());
                         std::thread::sleep(Duration::from_millis(200));
                     }
                 }
                 None => {
                     check = true;
-                    turns = 255;
+                    job.turns = 255;
                 }
             }
             if check {
-                last_check = Instant::now();
-                // The position moves past transaction markers and aborted
-                // records too, so it reaches the high watermark once every
-                // transaction below it is settled.
-                if let Ok(positions) = self.consumer.position() {
-                    let left: Vec<(i32, i64)> = positions
-                        .elements()
-                        .iter()
-                        .filter_map(|e| {
-                            let plan = plans.get(&e.partition())?;
-                            let at = match e.offset() {
-                                Offset::Offset(at) => at,
-                                _ => 0,
-                            };
-                            Some((e.partition(), (plan.target - at).max(0)))
-                        })
-                        .collect();
-                    progress(&left);
-                    for e in positions.elements() {
-                        let p = e.partition();
-                        let Offset::Offset(at) = e.offset() else {
-                            continue;
-                        };
-                        let Some(plan) = plans.get_mut(&p) else {
-                            continue;
-                        };
-                        if at < plan.target {
-                            continue;
-                        }
-                        if plan.verify.is_some() {
-                            self.start_over(
-                                engines,
-                                plan,
-                                p,
-                                "the changelog holds no record at the store's checkpoint",
-                            )?;
-                            continue;
-                        }
-                        Self::flush(engines, p, plan);
-                        plans.remove(&p);
-                    }
-                }
+                job.last_check = Some(Instant::now());
+                self.settle(job, progress)?;
             }
+            if check && Instant::now() >= until {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports what is left to read, and completes the partitions whose
+    /// position reached their target. The position moves past transaction
+    /// markers and aborted records too, so it reaches the high watermark
+    /// once every transaction below it is settled.
+    fn settle(&self, job: &mut Job, progress: &mut Progress<'_>) -> Result<(), WorkerError> {
+        let Ok(positions) = self.consumer.position() else {
+            return Ok(());
+        };
+        let left: Vec<(i32, i64)> = positions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let plan = job.plans.get(&e.partition())?;
+                let at = match e.offset() {
+                    Offset::Offset(at) => at,
+                    _ => 0,
+                };
+                Some((e.partition(), (plan.target - at).max(0)))
+            })
+            .collect();
+        progress(&left);
+        for e in positions.elements() {
+            let p = e.partition();
+            let Offset::Offset(at) = e.offset() else {
+                continue;
+            };
+            let Some(plan) = job.plans.get_mut(&p) else {
+                continue;
+            };
+            if at < plan.target {
+                continue;
+            }
+            if plan.verify.is_some() {
+                self.start_over(
+                    &mut job.engines,
+                    plan,
+                    p,
+                    "the changelog holds no record at the store's checkpoint",
+                )?;
+                continue;
+            }
+            Self::flush(&mut job.engines, p, plan);
+            job.plans.remove(&p);
+            job.done.push(p);
         }
         Ok(())
     }
