@@ -467,7 +467,9 @@ fn run_loop(
             p.advance_restore(RESTORE_SLICE)?;
             last_restore = Instant::now();
         }
-        p.resume_restored(consumer);
+        if let Err(e) = p.resume_restored(consumer) {
+            p.recover(consumer, e)?;
+        }
         if timer_backlog || last_tick.elapsed() >= opts.timer_interval {
             last_tick = Instant::now();
             match p.fire_timers(Timestamp::now()) {

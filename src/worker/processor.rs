@@ -118,6 +118,9 @@ pub struct Processor {
     /// When the restore under way began, and what it read so far.
     restore_started: Option<Instant>,
     restore_records: u64,
+    /// When to try again to resume restored partitions the broker could
+    /// not position.
+    resume_retry: Option<Instant>,
 }
 
 impl Processor {
@@ -149,6 +152,7 @@ impl Processor {
             to_resume: Vec::new(),
             restore_started: None,
             restore_records: 0,
+            resume_retry: None,
         }
     }
 
@@ -462,6 +466,7 @@ impl Processor {
         let restoring = self.restorer.restoring();
         self.restorer.drop_partitions(&restoring);
         self.to_resume.clear();
+        self.resume_retry = None;
         self.restore_started = None;
         self.status.set_restoring(false);
         self.poisoned = false;
@@ -705,21 +710,57 @@ impl Processor {
         Ok(())
     }
 
-    /// Resumes the input of partitions whose restore completed (unless an
-    /// operator paused consumption: their resume then covers these too).
-    pub fn resume_restored<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
-        if self.to_resume.is_empty() {
-            return;
+    /// Resumes the input of partitions whose restore completed (once an
+    /// operator's pause is lifted, if one is in force), each at the group's
+    /// committed offset.
+    ///
+    /// # Errors
+    /// [`WorkerError::Reset`] when a partition cannot be positioned: the
+    /// consumer is recreated.
+    pub fn resume_restored<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), WorkerError> {
+        if self.to_resume.is_empty()
+            || self.status.pause_requested()
+            || self.resume_retry.is_some_and(|t| Instant::now() < t)
+        {
+            return Ok(());
         }
         let partitions = std::mem::take(&mut self.to_resume);
-        if self.status.pause_requested() {
-            return;
-        }
         let tpl = self.input_partitions(&partitions);
-        if let Err(e) = consumer.resume(&tpl) {
-            warn!(error = %e, ?partitions, "cannot resume restored partitions; retrying");
-            self.to_resume = partitions;
+        // A pause right after an assign can make librdkafka drop the
+        // assign's start offset (librdkafka #2190): the resumed partition
+        // would fetch nothing. Seek each to the group's committed offset, as
+        // librdkafka advises, unless this batch consumed from it already.
+        let committed = match consumer
+            .resume(&tpl)
+            .and_then(|()| consumer.committed_offsets(tpl, Duration::from_secs(10)))
+        {
+            Ok(committed) => committed,
+            Err(e) => {
+                warn!(error = %e, ?partitions, "cannot resume restored partitions yet; retrying in 1 s");
+                self.to_resume = partitions;
+                self.resume_retry = Some(Instant::now() + Duration::from_secs(1));
+                return Ok(());
+            }
+        };
+        self.resume_retry = None;
+        for e in committed.elements() {
+            let key = (e.topic().to_owned(), e.partition());
+            if self.batch.consumed.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let to = match e.offset() {
+                Offset::Offset(o) => {
+                    self.committed.insert(key, o);
+                    Offset::Offset(o)
+                }
+                _ => Offset::Beginning,
+            };
+            seek(consumer, e.topic(), e.partition(), to)?;
         }
+        Ok(())
     }
 
     /// Pauses the input of partitions being restored, right after an
