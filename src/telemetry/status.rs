@@ -121,8 +121,10 @@ impl Status {
             return Ok(()); // still starting: readiness says so
         }
         if self.restoring.load(Ordering::Relaxed) {
-            // A restore runs inside the rebalance callback and blocks the loop;
-            // it is bounded by the restore timeout, after which the worker exits.
+            // A restore normally runs between polls and the loop turns, but the
+            // paths that need every partition's state first (an unknown
+            // transaction outcome) restore before going on; each restore is
+            // bounded by the restore timeout, after which the worker exits.
             return Ok(());
         }
         let idle = now_ms - self.heartbeat_ms.load(Ordering::Relaxed);
