@@ -335,6 +335,7 @@ impl Processor {
         let changed = changelog.len();
         self.write(changelog)?;
         let offsets = self.offsets_to_commit(consumer)?;
+        let offsets_started = Instant::now();
         if offsets.count() > 0 {
             let metadata = consumer.group_metadata().ok_or_else(|| {
                 WorkerError::Fatal(
@@ -343,6 +344,7 @@ impl Processor {
             })?;
             self.txn.send_offsets(&offsets, &metadata)?;
         }
+        let offsets_millis = offsets_started.elapsed().as_millis() as u64;
         self.txn.commit()?;
         let batch = std::mem::take(&mut self.batch);
         let now_ms = Timestamp::now().millis();
@@ -369,6 +371,8 @@ impl Processor {
             changelog = changed,
             timer_customers = batch.timer_customers,
             millis = started.elapsed().as_millis() as u64,
+            offsets_millis,
+            flush_millis = self.txn.last_flush().as_millis() as u64,
             "transaction committed"
         );
         log_dead_letters(&batch.dead_letters);

@@ -108,6 +108,8 @@ pub struct Transactions {
     producer: TxProducer,
     state: TxnState,
     opened: Option<Instant>,
+    /// How long the last commit waited for its records' acknowledgements.
+    last_flush: Duration,
 }
 
 impl Transactions {
@@ -122,11 +124,18 @@ impl Transactions {
             producer,
             state: TxnState::Idle,
             opened: None,
+            last_flush: Duration::ZERO,
         })
     }
 
     pub fn state(&self) -> TxnState {
         self.state
+    }
+
+    /// How long the last commit waited for its records to be acknowledged
+    /// (the rest of a commit is the offsets and `EndTxn`).
+    pub fn last_flush(&self) -> Duration {
+        self.last_flush
     }
 
     /// Whether a healthy transaction is open.
@@ -240,7 +249,9 @@ impl Transactions {
         // librdkafka's own flush returns as soon as every record is
         // acknowledged; the flush inside commit_transaction polls in 100 ms
         // steps.
+        let flushing = Instant::now();
         flush(&self.producer, self.opts.transaction_timeout);
+        self.last_flush = flushing.elapsed();
         let mut attempts = 0;
         loop {
             match self
