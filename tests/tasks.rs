@@ -244,6 +244,15 @@ async fn a_fenced_task_stops_the_process_and_the_other_task_leaves() {
             .contains("fenced"),
         "{failed}"
     );
+    // The message names the transactional id that was taken, not only
+    // librdkafka's error text.
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("transactional id {}-a-t1", rig.group)),
+        "{failed}"
+    );
     assert!(
         log.contains("worker stopped"),
         "the process shut down in order"

@@ -55,7 +55,7 @@ pub enum WorkerError {
     #[error("fatal Kafka error, exiting so that the orchestrator restarts the worker: {0}")]
     Fatal(String),
     #[error(
-        "the producer was fenced: another instance runs with transactional id {0}; exiting (give every instance its own --instance-id)"
+        "the producer was fenced ({0}): another instance runs with this instance's transactional id; exiting (give every instance its own --instance-id)"
     )]
     Fenced(String),
     /// The broker aborted our own transaction at its timeout (librdkafka

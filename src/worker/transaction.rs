@@ -398,7 +398,10 @@ impl Transactions {
                     self.opts.transaction_timeout.as_millis()
                 ));
             }
-            return WorkerError::Fenced(err.to_string());
+            return WorkerError::Fenced(format!(
+                "transactional id {}: {err}",
+                self.opts.transactional_id()
+            ));
         }
         if let KafkaError::Transaction(e) = err
             && e.is_fatal()
@@ -445,7 +448,10 @@ fn create_producer(opts: &WorkerOptions) -> Result<TxProducer, WorkerError> {
                     RDKafkaErrorCode::ProducerFenced
                     | RDKafkaErrorCode::Fenced
                     | RDKafkaErrorCode::InvalidProducerEpoch,
-                ) => WorkerError::Fenced(e.to_string()),
+                ) => WorkerError::Fenced(format!(
+                    "transactional id {}: {e}",
+                    opts.transactional_id()
+                )),
                 _ => WorkerError::Client {
                     role: "transactional producer (init_transactions)",
                     source: e,
