@@ -18,8 +18,9 @@ use super::{Before, Change, Checkpoint, Footprint, StateStore, StoreStats, Timer
 use crate::domain::CustomerState;
 use crate::time::Timestamp;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tracing::warn;
 
 /// What this release writes in the `format` record; another value means the
@@ -43,6 +44,11 @@ pub enum StoreError {
     InUse(PathBuf),
     #[error("the state directory {dir} cannot be used: {reason}")]
     Unusable { dir: PathBuf, reason: String },
+    /// Another store of the same partition is open in this process (a
+    /// processing task that has not let go of it yet): two would each keep
+    /// their own counts and checkpoint over the same keyspaces.
+    #[error("partition {0}'s store is still open in another processing task of this instance")]
+    PartitionOpen(i32),
 }
 
 /// The instance's database, shared by its partitions' stores.
@@ -51,6 +57,8 @@ pub struct DiskDb {
     db: Database,
     meta: Keyspace,
     dir: PathBuf,
+    /// The partitions whose store is open, shared by every clone.
+    open: Arc<Mutex<BTreeSet<i32>>>,
 }
 
 impl DiskDb {
@@ -86,6 +94,7 @@ impl DiskDb {
                                 db,
                                 meta,
                                 dir: dir.to_owned(),
+                                open: Arc::default(),
                             });
                         }
                         Ok(Some(f)) if *f == *expected.as_bytes() => {
@@ -93,6 +102,7 @@ impl DiskDb {
                                 db,
                                 meta,
                                 dir: dir.to_owned(),
+                                open: Arc::default(),
                             });
                         }
                         Ok(Some(f)) => format!(
@@ -118,11 +128,15 @@ impl DiskDb {
     }
 
     /// The store of one partition, with its checkpoint and counts as last
-    /// committed. A partition whose records cannot be read is cleared.
+    /// committed. A partition whose records cannot be read is cleared. Each
+    /// partition's store is open at most once at a time: it is released when
+    /// the store is dropped.
     ///
     /// # Errors
+    /// [`StoreError::PartitionOpen`] while the partition's store is open;
     /// [`StoreError::Unusable`] when its keyspaces cannot be opened.
     pub fn partition(&self, partition: i32) -> Result<DiskStore, StoreError> {
+        let claim = Claim::take(&self.open, partition)?;
         let unusable = |e: fjall::Error| StoreError::Unusable {
             dir: self.dir.clone(),
             reason: format!("partition {partition}: {e}"),
@@ -157,6 +171,7 @@ impl DiskDb {
             checkpoint: None,
             head: Mutex::new(None),
             failure: Mutex::new(None),
+            _claim: claim,
         };
         match store.read_meta() {
             Ok(()) => {}
@@ -200,6 +215,32 @@ pub struct DiskStore {
     /// iterator would otherwise step over each of their tombstones).
     head: Mutex<Option<Vec<u8>>>,
     failure: Mutex<Option<String>>,
+    _claim: Claim,
+}
+
+/// A partition's mark in [`DiskDb`]'s set of open stores, removed when the
+/// store is dropped.
+struct Claim {
+    open: Arc<Mutex<BTreeSet<i32>>>,
+    partition: i32,
+}
+
+impl Claim {
+    fn take(open: &Arc<Mutex<BTreeSet<i32>>>, partition: i32) -> Result<Claim, StoreError> {
+        if !lock(open).insert(partition) {
+            return Err(StoreError::PartitionOpen(partition));
+        }
+        Ok(Claim {
+            open: open.clone(),
+            partition,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.open).remove(&self.partition);
+    }
 }
 
 impl DiskStore {
@@ -661,6 +702,24 @@ mod tests {
         std::fs::write(dir.path().join("keyspaces").join("junk"), [0xff; 100]).expect("write");
         let db = DiskDb::open(dir.path(), "cl").expect("a torn directory is rebuilt");
         assert_eq!(db.partition(0).expect("partition").checkpoint(), None);
+    }
+
+    #[test]
+    fn a_partition_store_is_open_once_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let mut first = db.partition(3).expect("partition");
+        first.apply(changes(vec![("a".into(), Some(pending(1)))]), cp(7));
+        match db.clone().partition(3) {
+            Err(StoreError::PartitionOpen(3)) => {}
+            other => panic!("expected PartitionOpen(3), got {:?}", other.err()),
+        }
+        let other = db.partition(4).expect("another partition opens meanwhile");
+        drop(first);
+        let again = db.partition(3).expect("released when dropped");
+        assert_eq!(again.checkpoint(), cp(7));
+        assert_eq!(again.load("a"), Some(pending(1)));
+        drop(other);
     }
 
     #[test]

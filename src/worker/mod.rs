@@ -293,7 +293,6 @@ pub fn run(
             metrics: telemetry.metrics.clone(),
             status: telemetry.status.clone(),
             engines: telemetry.engines.task(0),
-            held_elsewhere: None,
             join_gate: None,
         };
         run_task(Arc::new(options), &stop, parts)
@@ -315,7 +314,6 @@ struct TaskParts {
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     engines: SharedEngines,
-    held_elsewhere: Option<restore::HeldElsewhere>,
     /// With several tasks: where they wait for each other before joining.
     join_gate: Option<Arc<tasks::JoinGate>>,
 }
@@ -334,15 +332,11 @@ fn run_task(
         metrics,
         status,
         engines,
-        held_elsewhere,
         join_gate,
     } = parts;
     let codec = create_codec(&opts)?;
     let txn = transaction::Transactions::new(opts.clone())?;
-    let mut restorer = restore::Restorer::new(opts.clone(), stores)?;
-    if let Some(held) = held_elsewhere {
-        restorer = restorer.exclusive(held);
-    }
+    let restorer = restore::Restorer::new(opts.clone(), stores)?;
     let pipeline = pipeline::Pipeline::new(opts.clone(), codec, engines, metrics.clone());
     let processor = Arc::new(Mutex::new(Processor::new(
         opts.clone(),

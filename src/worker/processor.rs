@@ -115,9 +115,6 @@ pub struct Processor {
     status: Arc<Status>,
     /// Restored partitions whose input is still paused.
     to_resume: Vec<i32>,
-    /// When the restore under way began, and what it read so far.
-    restore_started: Option<Instant>,
-    restore_records: u64,
     /// When to try again to resume restored partitions the broker could
     /// not position.
     resume_retry: Option<Instant>,
@@ -150,8 +147,6 @@ impl Processor {
             metrics,
             status,
             to_resume: Vec::new(),
-            restore_started: None,
-            restore_records: 0,
             resume_retry: None,
         }
     }
@@ -471,7 +466,6 @@ impl Processor {
         self.restorer.drop_partitions(&restoring);
         self.to_resume.clear();
         self.resume_retry = None;
-        self.restore_started = None;
         self.status.set_restoring(false);
         self.poisoned = false;
         self.fatal = None;
@@ -623,7 +617,6 @@ impl Processor {
         self.to_resume.retain(|p| !partitions.contains(p));
         if self.restorer.is_idle() {
             self.status.set_restoring(false);
-            self.restore_started = None;
         }
         self.committed.retain(|(_, p), _| !partitions.contains(p));
         self.metrics
@@ -668,7 +661,6 @@ impl Processor {
         if partitions.is_empty() {
             return Ok(());
         }
-        self.restore_started.get_or_insert_with(Instant::now);
         self.status.set_restoring(true);
         self.restorer.add(&partitions)
     }
@@ -699,17 +691,13 @@ impl Processor {
         };
         let restored = self.restorer.advance(budget, &mut progress)?;
         self.counters.restored_records += restored.records;
-        self.restore_records += restored.records;
         self.to_resume.extend(restored.engines.keys().copied());
         self.pipeline.adopt(restored.engines);
+        if let Some((took, records)) = restored.round_ended {
+            self.metrics.restored(took.as_secs_f64(), records);
+        }
         if self.restorer.is_idle() {
             self.status.set_restoring(false);
-            let secs = self
-                .restore_started
-                .take()
-                .map_or(0.0, |t| t.elapsed().as_secs_f64());
-            self.metrics
-                .restored(secs, std::mem::take(&mut self.restore_records));
         }
         Ok(())
     }

@@ -19,7 +19,8 @@ use super::options::{StoreKind, WorkerOptions};
 use crate::domain::{CustomerState, StateDecodeError, state_codec};
 use crate::engine::{Engine, Partitions};
 use crate::store::{
-    Change, Checkpoint, DiskDb, MemoryStore, PartitionStore, StateStore, record_fingerprint,
+    Change, Checkpoint, DiskDb, MemoryStore, PartitionStore, StateStore, StoreError,
+    record_fingerprint,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -46,7 +47,11 @@ impl ConsumerContext for RestoreContext {}
 /// What a restore read.
 pub struct Restored {
     pub engines: Partitions,
+    /// Records read during this call.
     pub records: u64,
+    /// When this call ended a round (nothing left under way): its length
+    /// and the records it read in all.
+    pub round_ended: Option<(Duration, u64)>,
 }
 
 /// Where restored partitions' state goes: a fresh map each time, or the
@@ -90,10 +95,6 @@ impl Stores {
 /// Told, as a restore reads, the offsets each partition has left to read
 /// (an empty slice when it is over).
 pub type Progress<'a> = dyn FnMut(&[(i32, i64)]) + 'a;
-
-/// Whether another processing task of this process still holds a
-/// partition's state (see [`Restorer::exclusive`]).
-pub type HeldElsewhere = Arc<dyn Fn(i32) -> bool + Send + Sync>;
 
 /// Changelog records applied to a store per write batch.
 const RESTORE_BATCH: usize = 5000;
@@ -156,9 +157,6 @@ pub struct Restorer {
     /// read_uncommitted: its ListOffsets answers the true high watermark
     /// (a read_committed client is answered the last stable offset).
     probe: BaseConsumer<RestoreContext>,
-    /// With several tasks: a partition that moved between them is taken
-    /// only once the task that had it let it go.
-    held_elsewhere: Option<HeldElsewhere>,
     job: Job,
 }
 
@@ -201,31 +199,24 @@ impl Restorer {
             stores,
             consumer,
             probe,
-            held_elsewhere: None,
             job: Job::default(),
         })
     }
 
-    /// Makes each restore wait until no other task of the process holds the
-    /// partition. The tasks share one disk database, and two stores of one
-    /// partition open at once would each keep their own counts and
-    /// checkpoint. Both eager and KIP-848 rebalancing revoke a partition
-    /// before they assign it elsewhere, so the wait is normally none; it
-    /// covers a task whose assignment was lost while it still held it.
-    pub fn exclusive(self, held_elsewhere: HeldElsewhere) -> Self {
-        Restorer {
-            held_elsewhere: Some(held_elsewhere),
-            ..self
-        }
-    }
-
-    /// Waits until no other task holds `partition`'s state.
-    fn wait_released(&self, partition: i32, deadline: Instant) -> Result<(), WorkerError> {
-        let Some(held) = &self.held_elsewhere else {
-            return Ok(());
-        };
+    /// Opens `partition`'s store. The tasks of a process share one disk
+    /// database, whose partition stores open once at a time; a partition that
+    /// moved between tasks is taken once the task that had it let it go.
+    /// Both eager and KIP-848 rebalancing revoke a partition before they
+    /// assign it elsewhere, so the wait is normally none: it covers a task
+    /// whose assignment was lost while it still held the partition, in its
+    /// pipeline or in a restore under way.
+    fn open_store(&self, partition: i32, deadline: Instant) -> Result<PartitionStore, WorkerError> {
         let mut warned = false;
-        while held(partition) {
+        loop {
+            match self.stores.partition(partition) {
+                Err(WorkerError::Store(StoreError::PartitionOpen(_))) => {}
+                opened => return opened,
+            }
             if Instant::now() > deadline {
                 return Err(WorkerError::Restore {
                     partition,
@@ -242,7 +233,6 @@ impl Restorer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 
     /// Whether no restore is under way.
@@ -266,7 +256,6 @@ impl Restorer {
     pub fn add(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         let now = Instant::now();
         let deadline = now + self.opts.restore_timeout;
-        let changelog = self.opts.topics.changelog.clone();
         let restore_error =
             |partition: i32, reason: String| WorkerError::Restore { partition, reason };
         let policy = Arc::new(self.opts.policy.clone());
@@ -276,8 +265,7 @@ impl Restorer {
                 continue;
             }
             let (low, high) = self.watermarks(*p, deadline)?;
-            self.wait_released(*p, deadline)?;
-            let mut store = self.stores.partition(*p)?;
+            let mut store = self.open_store(*p, deadline)?;
             let checkpoint = store.checkpoint();
             let verify = match checkpoint {
                 Some(cp) if cp.offset >= low && cp.offset < high => Some(cp),
@@ -334,7 +322,7 @@ impl Restorer {
             reading = true;
         }
         if reading {
-            self.reassign(&changelog)?;
+            self.reassign()?;
         }
         Ok(())
     }
@@ -347,11 +335,8 @@ impl Restorer {
             self.job.done.retain(|d| d != p);
             reading |= self.job.plans.remove(p).is_some();
         }
-        if reading {
-            let changelog = self.opts.topics.changelog.clone();
-            if let Err(e) = self.reassign(&changelog) {
-                warn!(error = %e, "restore consumer not reassigned after a revocation");
-            }
+        if reading && let Err(e) = self.reassign() {
+            warn!(error = %e, "restore consumer not reassigned after a revocation");
         }
         if self.job.engines.is_empty() {
             self.job.round = Round::default();
@@ -360,7 +345,8 @@ impl Restorer {
 
     /// Points the restore consumer at the partitions still being read, each
     /// at its next record.
-    fn reassign(&self, changelog: &str) -> Result<(), WorkerError> {
+    fn reassign(&self) -> Result<(), WorkerError> {
+        let changelog = &self.opts.topics.changelog;
         if self.job.plans.is_empty() {
             let _ = self.consumer.unassign();
             return Ok(());
@@ -402,6 +388,7 @@ impl Restorer {
         let mut done = Restored {
             engines: Partitions::new(),
             records: 0,
+            round_ended: None,
         };
         for p in std::mem::take(&mut self.job.done) {
             if let Some(engine) = self.job.engines.remove(&p) {
@@ -415,18 +402,18 @@ impl Restorer {
             progress(&[]);
             let round = std::mem::take(&mut self.job.round);
             let _ = self.consumer.unassign();
+            let took = round.started.map_or(Duration::ZERO, |t| t.elapsed());
             if !round.partitions.is_empty() {
                 info!(
                     partitions = ?round.partitions,
                     from_checkpoint = ?round.from_checkpoint,
                     records = round.records,
                     customers = round.customers,
-                    millis = round
-                        .started
-                        .map_or(0, |t| t.elapsed().as_millis() as u64),
+                    millis = took.as_millis() as u64,
                     "partitions restored from the changelog"
                 );
             }
+            done.round_ended = Some((took, round.records));
         } else if !done.engines.is_empty() {
             debug!(partitions = ?done.engines.keys().collect::<Vec<_>>(), "partitions restored; others still restoring");
         }
@@ -717,4 +704,44 @@ fn seek(
             partition,
             reason: format!("cannot rewind the changelog to read it in full: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::KafkaSettings;
+
+    fn restorer(db: &DiskDb) -> Restorer {
+        let mut opts = WorkerOptions::new(KafkaSettings::default());
+        opts.state_store = StoreKind::Disk;
+        // The clients are created, never used: nothing connects.
+        Restorer::new(Arc::new(opts), Stores::Disk(db.clone())).expect("restorer")
+    }
+
+    #[test]
+    fn a_partition_held_by_another_task_is_opened_once_it_is_let_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let restorer = restorer(&db);
+        // Another task's restore, or pipeline, holds partition 2's store.
+        let held = db.partition(2).expect("partition");
+        let short = Instant::now() + Duration::from_millis(100);
+        match restorer.open_store(2, short) {
+            Err(WorkerError::Restore { partition: 2, .. }) => {}
+            other => panic!("expected a restore error while held, got {:?}", other.err()),
+        }
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(held);
+        });
+        let started = Instant::now();
+        restorer
+            .open_store(2, Instant::now() + Duration::from_secs(10))
+            .expect("opened once released");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "opened while the other store was still open"
+        );
+        letting_go.join().expect("thread");
+    }
 }

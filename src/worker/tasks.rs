@@ -9,7 +9,7 @@
 //! the disk database, so that a partition moving from one task to another
 //! reads only the changelog's tail.
 
-use super::restore::{HeldElsewhere, Stores};
+use super::restore::Stores;
 use super::{Telemetry, WorkerError, WorkerOptions};
 use crate::engine::{Lookup, SharedEngines};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,15 +57,6 @@ impl TaskEngines {
             }
         }
         Lookup::NotOwned
-    }
-
-    /// Whether a task other than `task` holds `partition`'s engine (and so
-    /// its partition store).
-    pub fn held_by_other(&self, task: usize, partition: i32) -> bool {
-        self.all()
-            .iter()
-            .enumerate()
-            .any(|(k, engines)| k != task && engines.lock().contains_key(&partition))
     }
 }
 
@@ -151,8 +142,6 @@ pub fn run_all(
         );
         let status = telemetry.status.add_task();
         let engines = telemetry.engines.task(task);
-        let all = telemetry.engines.clone();
-        let held: HeldElsewhere = Arc::new(move |p| all.held_by_other(task, p));
         let metrics = telemetry.metrics.clone();
         let stores = stores.clone();
         let halt = halt.clone();
@@ -170,7 +159,6 @@ pub fn run_all(
                     metrics,
                     status,
                     engines,
-                    held_elsewhere: Some(held),
                     join_gate: Some(gate),
                 };
                 super::run_task(opts, &halt, parts)
@@ -252,9 +240,5 @@ mod tests {
         assert_eq!(all.committed(0, "C-1"), Lookup::NotOwned);
         assert!(matches!(all.committed(2, "C-1"), Lookup::Found(_)));
         assert_eq!(all.committed(2, "C-2"), Lookup::Unknown);
-        assert!(all.held_by_other(0, 2));
-        assert!(!all.held_by_other(1, 2), "a task's own partition");
-        all.task(1).lock().remove(&2);
-        assert!(!all.held_by_other(0, 2), "released");
     }
 }
