@@ -522,11 +522,12 @@ impl Bench {
 
         let (mut pass, mut term, mut peer) = (Vec::new(), Vec::new(), Vec::new());
         let (mut term_memory, mut term_tasks) = (Vec::new(), Vec::new());
-        let (mut term_cpu, mut memory_cpu) = (Vec::new(), Vec::new());
+        let (mut term_cpu, mut memory_cpu, mut pass_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..self.args.runs {
-            let secs = self.passthrough(run, &names, n)?;
+            let (secs, cpu) = self.passthrough(run, &names, n)?;
+            pass_cpu.push(cpu);
             println!(
-                "run {run}: pass-through {:.2}s = {:.0} events/s (load {})",
+                "run {run}: pass-through {:.2}s = {:.0} events/s, {cpu:.1} CPU-s (load {})",
                 secs,
                 n as f64 / secs,
                 loadavg()
@@ -632,16 +633,45 @@ impl Bench {
                 String::new(),
             )
         });
-        // Terminus's own CPU per input event, from first record consumed to
-        // last offsets committed.
+        // CPU per input event, from first record consumed to last offsets
+        // committed: the pass-through's (librdkafka consuming one record and
+        // producing one), the baseline of Terminus's own, which produces
+        // its outputs and a changelog record per changed customer.
+        let per_event =
+            |cpu: &[f64]| -> Vec<f64> { cpu.iter().map(|c| c / n as f64 * 1e6).collect() };
+        let pass_us = median(&per_event(&pass_cpu));
+        rows.push(Row {
+            baseline: "—".into(),
+            ratio: "1.00".into(),
+            target: "—".into(),
+            ..row(
+                &format!(
+                    "pass-through CPU per event (µs; 1 record in, 1 out; CPU-s per {n} events: {})",
+                    pass_cpu
+                        .iter()
+                        .map(|c| format!("{c:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("{pass_us:.1}"),
+                per_event(&pass_cpu)
+                    .iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        });
+        let outputs_per_event = expected.len() as f64 / n as f64;
         for (label, cpu) in [("disk store", &term_cpu), ("memory store", &memory_cpu)] {
-            let us: Vec<f64> = cpu.iter().map(|c| c / n as f64 * 1e6).collect();
+            let us = per_event(cpu);
             let m = median(&us);
             rows.push(Row {
+                baseline: "pass-through CPU".into(),
+                ratio: format!("{:.2}", m / pass_us),
                 target: format!("≤ 6 µs: {}", met(m <= 6.0)),
                 ..row(
                     &format!(
-                        "Terminus CPU per event, {label} (µs; CPU-s per {n} events: {})",
+                        "Terminus CPU per event, {label} (µs; {outputs_per_event:.2} outputs per event, plus changelog; CPU-s per {n} events: {})",
                         cpu.iter()
                             .map(|c| format!("{c:.1}"))
                             .collect::<Vec<_>>()
@@ -691,7 +721,7 @@ impl Bench {
     /// The ceiling: consume, produce the same record, every 1000 records or
     /// 100 ms flush and commit (at-least-once, no state). Seconds from the
     /// first record consumed to the last offsets committed.
-    fn passthrough(&self, run: usize, names: &Names, n: usize) -> Result<f64> {
+    fn passthrough(&self, run: usize, names: &Names, n: usize) -> Result<(f64, f64)> {
         let b = &self.args.bootstrap;
         let output = self.topic(&format!("p{run}.out"));
         create_topics(b, &[(output.as_str(), false)])?;
@@ -718,6 +748,9 @@ impl Bench {
         let (mut count, mut in_batch) = (0usize, 0usize);
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut first: Option<Instant> = None;
+        // The harness runs nothing else meanwhile: its CPU is the loop's and
+        // librdkafka's.
+        let mut first_cpu = 0.0;
         let mut batch_started = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(300);
         while count < n || in_batch > 0 {
@@ -728,6 +761,7 @@ impl Bench {
                 let msg = msg?;
                 if first.is_none() {
                     first = Some(Instant::now());
+                    first_cpu = cpu_secs("self");
                     batch_started = Instant::now();
                 }
                 let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&output);
@@ -767,6 +801,7 @@ impl Bench {
             }
         }
         let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        let cpu = cpu_secs("self") - first_cpu;
         ensure!(
             producer.context().failed.load(Ordering::Relaxed) == 0,
             "pass-through deliveries failed"
@@ -779,7 +814,7 @@ impl Bench {
             written == n as i64,
             "pass-through wrote {written} records for {n} inputs"
         );
-        Ok(secs)
+        Ok((secs, cpu))
     }
 
     /// Topics of one Terminus deployment (`set`), sharing `names`' inputs;
@@ -1712,15 +1747,7 @@ impl Worker {
 
     /// CPU seconds (user + system) the worker has used so far.
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
-        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0.0))
-            .collect();
-        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+        cpu_secs(&self.child.id().to_string())
     }
 
     fn peak_rss_mib(&self) -> Result<f64> {
@@ -2271,4 +2298,16 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// CPU seconds (user + system) process `pid` (or `self`) has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
