@@ -829,13 +829,23 @@ impl Processor {
             return;
         };
         let timeout = Duration::from_secs(2);
+        let restoring = self.restorer.restoring();
+        let paused = self.status.pause_requested();
+        let sources: Vec<(String, i32, LagSource)> = assignment
+            .elements()
+            .iter()
+            .map(|e| {
+                let source = lag_source(paused, restoring.contains(&e.partition()), || {
+                    cached_watermarks(consumer, e.topic(), e.partition())
+                });
+                (e.topic().to_owned(), e.partition(), source)
+            })
+            .filter(|(_, _, source)| *source != LagSource::Skip)
+            .collect();
         let mut unknown = TopicPartitionList::new();
-        for e in assignment.elements() {
-            if !self
-                .committed
-                .contains_key(&(e.topic().to_owned(), e.partition()))
-            {
-                let _ = unknown.add_partition(e.topic(), e.partition());
+        for (topic, partition, _) in &sources {
+            if !self.committed.contains_key(&(topic.clone(), *partition)) {
+                let _ = unknown.add_partition(topic, *partition);
             }
         }
         if unknown.count() > 0
@@ -848,31 +858,22 @@ impl Processor {
                 }
             }
         }
-        // librdkafka's cached watermarks cost no round trip; asking the broker
-        // for each partition on the loop thread stalled consumption under a
-        // backlog. Paused partitions are not fetched, so their cache goes
-        // stale: ask the broker then (nothing is being processed anyway).
-        let paused = self.status.pause_requested();
-        for e in assignment.elements() {
-            let cached = if paused {
-                None
-            } else {
-                cached_watermarks(consumer, e.topic(), e.partition())
+        for (topic, partition, source) in sources {
+            let watermarks = match source {
+                LagSource::Cached(low, high) => Some((low, high)),
+                LagSource::Broker => consumer.fetch_watermarks(&topic, partition, timeout).ok(),
+                LagSource::Skip => None,
             };
-            let Some((low, high)) = cached.or_else(|| {
-                consumer
-                    .fetch_watermarks(e.topic(), e.partition(), timeout)
-                    .ok()
-            }) else {
+            let Some((low, high)) = watermarks else {
                 continue;
             };
             let position = self
                 .committed
-                .get(&(e.topic().to_owned(), e.partition()))
+                .get(&(topic.clone(), partition))
                 .copied()
                 .unwrap_or(low);
             self.metrics
-                .set_lag(e.topic(), e.partition(), (high - position).max(0));
+                .set_lag(&topic, partition, (high - position).max(0));
         }
     }
 
@@ -972,6 +973,35 @@ fn input_record<'a>(msg: &'a BorrowedMessage<'a>) -> InputRecord<'a> {
     }
 }
 
+/// Where one input partition's lag gauge comes from on a refresh.
+#[derive(Debug, PartialEq)]
+enum LagSource {
+    /// librdkafka's cached watermarks: no round trip.
+    Cached(i64, i64),
+    /// Ask the broker: the partition is paused by an operator, so not
+    /// fetched and its cache is stale, and nothing is processed meanwhile.
+    Broker,
+    /// Not this time: being restored (the restore gauges report it), or just
+    /// resumed and not fetched yet. Asking the broker for these, on the loop
+    /// thread, stalled restores for seconds at a time (up to 2 s a
+    /// partition) and the first inputs after a restore.
+    Skip,
+}
+
+fn lag_source(
+    operator_paused: bool,
+    restoring: bool,
+    cached: impl FnOnce() -> Option<(i64, i64)>,
+) -> LagSource {
+    if restoring {
+        LagSource::Skip
+    } else if operator_paused {
+        LagSource::Broker
+    } else {
+        cached().map_or(LagSource::Skip, |(low, high)| LagSource::Cached(low, high))
+    }
+}
+
 /// The low and high watermarks librdkafka last saw in a fetch response for
 /// this partition (no request), or None before the first fetch.
 fn cached_watermarks<C: ConsumerContext>(
@@ -994,4 +1024,24 @@ fn cached_watermarks<C: ConsumerContext>(
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_refresh_never_waits_for_the_broker_while_processing() {
+        // Being restored: skipped, whatever the operator does.
+        assert_eq!(lag_source(false, true, || Some((0, 9))), LagSource::Skip);
+        assert_eq!(lag_source(true, true, || None), LagSource::Skip);
+        // Consuming: the cache, or nothing until the first fetch fills it.
+        assert_eq!(
+            lag_source(false, false, || Some((2, 9))),
+            LagSource::Cached(2, 9)
+        );
+        assert_eq!(lag_source(false, false, || None), LagSource::Skip);
+        // Paused by an operator: nothing is fetched, nothing processed.
+        assert_eq!(lag_source(true, false, || Some((2, 9))), LagSource::Broker);
+    }
 }
