@@ -5,7 +5,8 @@
 //! What it measures, each `--runs` times (median reported):
 //! 1. **pass-through**: a plain rdkafka consume→produce loop over the input
 //!    (same batching as Terminus: 1000 records or 100 ms, then flush and commit
-//!    offsets; no state, at-least-once): the ceiling of this machine;
+//!    offsets; no state, at-least-once): the ceiling of this machine, and
+//!    its CPU per event the baseline of Terminus's;
 //! 2. **Terminus**: the release `terminus run` (default commit interval and
 //!    batch) over the same pre-loaded input, exactly once, from its first
 //!    consumed record (its /metrics) to its committed offsets reaching the end;
@@ -15,7 +16,8 @@
 //! 4. **latency**: input produced at a fixed rate; produce → output readable by
 //!    a read_committed consumer, matched by causationId;
 //! 5. **restore**: a million customers' states in the changelog; time until
-//!    /readyz answers 200 and peak RSS (VmHWM).
+//!    /readyz answers 200 and peak RSS (VmHWM); the baseline is a plain
+//!    read_committed consumer reading the changelog and doing nothing else.
 //!
 //! Nothing counts unless it is right: every Terminus run's committed outputs
 //! are compared, customer by customer, with `terminus::simulate::run` over the
