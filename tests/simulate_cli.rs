@@ -532,3 +532,39 @@ fn empty_input_and_bad_flags() {
     assert!(!out.status.success(), "a missing file is an error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-file.jsonl"));
 }
+
+/// The binary turns transparent huge pages off for itself at start (see
+/// `disable_transparent_huge_pages` in main.rs): checked in the kernel's view
+/// of a running process, here `simulate` waiting on its standard input.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_runs_without_transparent_huge_pages() {
+    let thp_line = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("proc status")
+            .lines()
+            .find(|l| l.starts_with("THP_enabled:"))
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_owned())
+    };
+    if thp_line(std::process::id()).is_none() {
+        eprintln!("this kernel reports no THP_enabled line; nothing to check");
+        return;
+    }
+    let mut child = Command::new(BIN)
+        .arg("simulate")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn terminus simulate");
+    // The flag is set before the flags are parsed; give it a moment anyway.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = thp_line(child.id());
+    while seen.as_deref() != Some("0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        seen = thp_line(child.id());
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert_eq!(seen.as_deref(), Some("0"), "THP_enabled of the running terminus");
+}
