@@ -566,5 +566,9 @@ fn the_process_runs_without_transparent_huge_pages() {
     }
     drop(child.stdin.take());
     let _ = child.wait();
-    assert_eq!(seen.as_deref(), Some("0"), "THP_enabled of the running terminus");
+    assert_eq!(
+        seen.as_deref(),
+        Some("0"),
+        "THP_enabled of the running terminus"
+    );
 }
