@@ -8,23 +8,60 @@ mod common;
 
 use common::delete_topics;
 use common::rig::{PARTITIONS, Rig, assert_same_outputs, journeys, simulate, stop};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// Each "partitions restored" line of one instance's log: (partitions
-/// restored from their checkpoint, changelog records read).
-fn restores(rig: &Rig, instance: &str) -> Vec<(String, u64)> {
-    let log =
-        std::fs::read_to_string(rig.log_dir.join(format!("{instance}.log"))).unwrap_or_default();
+/// One "partitions restored" line of an instance's log: one restore round.
+#[derive(Debug, Clone, PartialEq)]
+struct Round {
+    partitions: BTreeSet<i32>,
+    /// The partitions of the round that were read from their checkpoint.
+    from_checkpoint: BTreeSet<i32>,
+    /// Changelog records read.
+    records: u64,
+}
+
+/// The restore rounds in `log`, oldest first.
+fn rounds_in(log: &str) -> Vec<Round> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["message"] == "partitions restored from the changelog")
-        .map(|v| {
-            (
-                v["from_checkpoint"].as_str().unwrap_or_default().to_owned(),
-                v["records"].as_u64().unwrap_or(0),
-            )
+        .map(|v| Round {
+            partitions: numbers(v["partitions"].as_str().unwrap_or_default()),
+            from_checkpoint: numbers(v["from_checkpoint"].as_str().unwrap_or_default()),
+            records: v["records"].as_u64().unwrap_or(0),
         })
         .collect()
+}
+
+/// The partitions of a logged list such as "[2, 0, 1]".
+fn numbers(list: &str) -> BTreeSet<i32> {
+    list.trim_matches(['[', ']'])
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// Every restore round of `instance` so far.
+fn restores(rig: &Rig, instance: &str) -> Vec<Round> {
+    rounds_in(&log_of(rig, instance))
+}
+
+/// Where the next incarnation of `instance` starts in its log: a group may
+/// rebalance more than once in a run (a heartbeat missed on a loaded
+/// machine), so each run's rounds are told apart by where its log began.
+fn log_mark(rig: &Rig, instance: &str) -> usize {
+    log_of(rig, instance).len()
+}
+
+/// The restore rounds `instance` logged after `mark`.
+fn restores_since(rig: &Rig, instance: &str, mark: usize) -> Vec<Round> {
+    let log = log_of(rig, instance);
+    rounds_in(log.get(mark..).unwrap_or_default())
+}
+
+fn all_partitions() -> BTreeSet<i32> {
+    (0..PARTITIONS).collect()
 }
 
 fn log_of(rig: &Rig, instance: &str) -> String {
@@ -40,20 +77,25 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     let mut a = rig.spawn("a");
     rig.feed(first).await;
     stop(&mut a);
-    let all = restores(&rig, "a");
-    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(!restores(&rig, "a").is_empty(), "the first run restored");
 
-    // A clean restart: everything is in the store already.
+    // A clean restart: everything is in the store already. Every round of
+    // this run, a rebalance's included, starts from the checkpoint.
+    let mark = log_mark(&rig, "a");
     let mut a = rig.spawn("a");
     rig.wait_caught_up(Duration::from_secs(120)).await;
     rig.feed(middle).await;
     stop(&mut a);
-    let all = restores(&rig, "a");
-    assert_eq!(all.len(), 2, "{all:?}");
+    let restart = restores_since(&rig, "a", mark);
+    assert!(!restart.is_empty(), "the restart restored");
     assert_eq!(
-        all[1],
-        ("[0, 1, 2]".to_owned(), 0),
-        "a clean restart reads nothing but the checkpoint records"
+        (&restart[0].from_checkpoint, restart[0].records),
+        (&all_partitions(), 0),
+        "a clean restart reads nothing but the checkpoint records: {restart:?}"
+    );
+    assert!(
+        restart.iter().all(|r| r.from_checkpoint == r.partitions),
+        "a store is kept across a revocation: {restart:?}"
     );
 
     // Another instance works while `a` is away; `a` then reads its writes
@@ -62,24 +104,34 @@ async fn a_restart_reads_only_what_came_after_the_checkpoint() {
     let (during, after) = last.split_at(last.len() / 2);
     rig.feed(during).await;
     stop(&mut b);
-    let written_by_b = restores(&rig, "b");
-    assert_eq!(written_by_b.len(), 1);
+    let by_b = restores(&rig, "b");
+    assert!(!by_b.is_empty(), "b restored");
+    assert_eq!(
+        (&by_b[0].partitions, by_b[0].from_checkpoint.len()),
+        (&all_partitions(), 0),
+        "b has no store and reads the whole changelog: {by_b:?}"
+    );
+    let whole_changelog = by_b[0].records;
+    let mark = log_mark(&rig, "a");
     let mut a = rig.spawn("a");
     rig.feed(after).await;
     let actual = rig.outputs().await;
     stop(&mut a);
-    let all = restores(&rig, "a");
-    assert_eq!(all.len(), 3, "{all:?}");
+    let back = restores_since(&rig, "a", mark);
+    assert!(!back.is_empty(), "a restored on its return");
     assert_eq!(
-        all[2].0, "[0, 1, 2]",
-        "restored from the checkpoint: {all:?}"
+        back[0].from_checkpoint,
+        all_partitions(),
+        "restored from the checkpoint: {back:?}"
     );
-    assert!(all[2].1 > 0, "b's changelog records are read: {all:?}");
     assert!(
-        all[2].1 < written_by_b[0].1,
-        "only the tail is read ({} records), not the whole changelog ({} when b started)",
-        all[2].1,
-        written_by_b[0].1
+        back[0].records > 0,
+        "b's changelog records are read: {back:?}"
+    );
+    assert!(
+        back[0].records < whole_changelog,
+        "only the tail is read ({} records), not the whole changelog ({whole_changelog} when b started)",
+        back[0].records,
     );
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }
@@ -112,6 +164,7 @@ async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
         }
     }
     assert!(torn > 0, "the store wrote files under {}", dir.display());
+    let mark = log_mark(&rig, "a");
     let mut a = rig.spawn("a");
     rig.feed(rest).await;
     let actual = rig.outputs().await;
@@ -122,10 +175,11 @@ async fn a_torn_store_directory_is_rebuilt_from_the_changelog() {
         "the torn store is noticed and rebuilt: {:?}",
         restores(&rig, "a")
     );
-    let all = restores(&rig, "a");
+    let rebuilt = restores_since(&rig, "a", mark);
     assert_eq!(
-        all[1].0, "[]",
-        "read in full, not from a checkpoint: {all:?}"
+        rebuilt.first().map(|r| r.from_checkpoint.len()),
+        Some(0),
+        "read in full, not from a checkpoint: {rebuilt:?}"
     );
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }
@@ -213,6 +267,7 @@ async fn sigkill_while_the_store_is_written_loses_and_duplicates_nothing() {
                     .count()
             };
             let mut worker = rig.spawn("a");
+            let mut first_run_ends = None;
             let mut kills = 0;
             let deadline = std::time::Instant::now() + Duration::from_secs(90);
             while kills < 6 && std::time::Instant::now() < deadline {
@@ -223,13 +278,14 @@ async fn sigkill_while_the_store_is_written_loses_and_duplicates_nothing() {
                 worker.kill().expect("SIGKILL");
                 let _ = worker.wait();
                 kills += 1;
+                first_run_ends.get_or_insert_with(|| log_mark(&rig, "a"));
                 worker = rig.spawn("a");
             }
-            (worker, kills)
+            (worker, kills, first_run_ends.unwrap_or(0))
         })
     };
     rig.produce(&events).await;
-    let (mut worker, kills) = killer.await.expect("killer");
+    let (mut worker, kills, first_run_ends) = killer.await.expect("killer");
     assert_eq!(kills, 6, "six transactions of timers were seen and killed");
     // Every customer dismantled: three instructions each.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -248,14 +304,20 @@ async fn sigkill_while_the_store_is_written_loses_and_duplicates_nothing() {
     rig.wait_caught_up(Duration::from_secs(60)).await;
     let actual = rig.outputs().await;
     stop(&mut worker);
-    let all = restores(&rig, "a");
+    let restarts = restores_since(&rig, "a", first_run_ends);
     assert!(
-        all.iter().skip(1).all(|(from, _)| from == "[0, 1, 2]"),
-        "every restart used its store: {all:?}"
+        restarts.len() >= kills,
+        "each restart restored: {restarts:?}"
     );
     assert!(
-        all.iter().skip(1).any(|(_, records)| *records > 0),
-        "some kill landed between the Kafka commit and the store write (the restart read the difference): {all:?}"
+        restarts
+            .iter()
+            .all(|r| r.from_checkpoint == all_partitions()),
+        "every restart used its store: {restarts:?}"
+    );
+    assert!(
+        restarts.iter().any(|r| r.records > 0),
+        "some kill landed between the Kafka commit and the store write (the restart read the difference): {restarts:?}"
     );
     let policy = Policy::with_default(Rule {
         customer_notice: Period::exact(Duration::from_secs(4)),
@@ -375,9 +437,14 @@ async fn owned_partitions_flow_while_another_partition_restores() {
     let actual = rig.outputs().await;
     stop(&mut a);
     let all = restores(&rig, "a");
-    assert_eq!(all.len(), 1, "one restore, logged once: {all:?}");
+    assert_eq!(
+        all.first()
+            .map(|r| (r.partitions.clone(), r.from_checkpoint.len())),
+        Some((all_partitions(), 0)),
+        "one round for the whole assignment, logged once: {all:?}"
+    );
     assert!(
-        all[0].1 >= 300_000,
+        all[0].records >= 300_000,
         "the slow partition read in full: {all:?}"
     );
     assert_same_outputs(&actual, &simulate(&phases.concat()));
