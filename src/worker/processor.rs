@@ -740,14 +740,15 @@ impl Processor {
         self.resume_retry = None;
         for e in committed.elements() {
             let key = (e.topic().to_owned(), e.partition());
+            // The lag gauge measures from here until this instance commits.
+            if let Offset::Offset(o) = e.offset() {
+                self.committed.insert(key.clone(), o);
+            }
             if self.batch.consumed.iter().any(|(k, _)| *k == key) {
                 continue;
             }
             let to = match e.offset() {
-                Offset::Offset(o) => {
-                    self.committed.insert(key, o);
-                    Offset::Offset(o)
-                }
+                Offset::Offset(o) => Offset::Offset(o),
                 _ => Offset::Beginning,
             };
             seek(consumer, e.topic(), e.partition(), to)?;
@@ -791,25 +792,21 @@ impl Processor {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), WorkerError> {
         let topics = &self.opts.topics;
-        let mut changed = Vec::new();
-        for topic in [
-            topics.lifecycle.as_str(),
-            topics.decisions.as_str(),
-            topics.outcomes.as_str(),
-            topics.changelog.as_str(),
-        ] {
-            let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
-                continue; // the broker is away; checked again next time
-            };
-            if let Some(t) = md.topics().iter().find(|t| t.name() == topic)
-                && t.error().is_none()
-            {
-                let n = t.partitions().len() as i32;
-                if n != self.partitions && n > 0 {
-                    changed.push(format!("{topic} has {n}"));
-                }
-            }
-        }
+        let counts = partition_counts(
+            consumer,
+            &[
+                topics.lifecycle.as_str(),
+                topics.decisions.as_str(),
+                topics.outcomes.as_str(),
+                topics.changelog.as_str(),
+            ],
+            Duration::from_secs(5),
+        );
+        let changed: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n != self.partitions && *n > 0)
+            .map(|(topic, n)| format!("{topic} has {n}"))
+            .collect();
         if changed.is_empty() {
             Ok(())
         } else {
@@ -835,10 +832,18 @@ impl Processor {
             .elements()
             .iter()
             .map(|e| {
-                let source = lag_source(paused, restoring.contains(&e.partition()), || {
+                let p = e.partition();
+                let phase = if restoring.contains(&p) {
+                    InputPhase::Restoring
+                } else if self.to_resume.contains(&p) {
+                    InputPhase::AwaitingResume
+                } else {
+                    InputPhase::Consuming
+                };
+                let source = lag_source(paused, phase, || {
                     cached_watermarks(consumer, e.topic(), e.partition())
                 });
-                (e.topic().to_owned(), e.partition(), source)
+                (e.topic().to_owned(), p, source)
             })
             .filter(|(_, _, source)| *source != LagSource::Skip)
             .collect();
@@ -848,7 +853,12 @@ impl Processor {
                 let _ = unknown.add_partition(topic, *partition);
             }
         }
-        if unknown.count() > 0
+        // Consuming partitions learnt the group's offset when they resumed;
+        // one without an entry has none (the low watermark is its position).
+        // Only an operator's pause, with nothing processed, may wait on the
+        // coordinator: with it away, this call blocked the loop for 2 s in 5.
+        if paused
+            && unknown.count() > 0
             && let Ok(committed) = consumer.committed_offsets(unknown, timeout)
         {
             for e in committed.elements() {
@@ -973,6 +983,29 @@ fn input_record<'a>(msg: &'a BorrowedMessage<'a>) -> InputRecord<'a> {
     }
 }
 
+/// The partition count of each of `topics` that the cluster names. The
+/// first request that fails ends the round: the broker is away, and asking
+/// it once a topic would hold the loop for `timeout` a topic (20 s in all
+/// with the worker's four). The caller checks again on its next round.
+fn partition_counts<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[&str],
+    timeout: Duration,
+) -> Vec<(String, i32)> {
+    let mut counts = Vec::new();
+    for topic in topics {
+        let Ok(md) = consumer.fetch_metadata(Some(topic), timeout) else {
+            break;
+        };
+        if let Some(t) = md.topics().iter().find(|t| t.name() == *topic)
+            && t.error().is_none()
+        {
+            counts.push(((*topic).to_owned(), t.partitions().len() as i32));
+        }
+    }
+    counts
+}
+
 /// Where one input partition's lag gauge comes from on a refresh.
 #[derive(Debug, PartialEq)]
 enum LagSource {
@@ -981,24 +1014,37 @@ enum LagSource {
     /// Ask the broker: the partition is paused by an operator, so not
     /// fetched and its cache is stale, and nothing is processed meanwhile.
     Broker,
-    /// Not this time: being restored (the restore gauges report it), or just
+    /// Not this time: being restored (the restore gauges report it),
+    /// restored but not resumed yet (the broker refused the resume), or just
     /// resumed and not fetched yet. Asking the broker for these, on the loop
     /// thread, stalled restores for seconds at a time (up to 2 s a
     /// partition) and the first inputs after a restore.
     Skip,
 }
 
+/// Where an assigned input partition stands, for its lag gauge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InputPhase {
+    /// Paused while its state is read from the changelog.
+    Restoring,
+    /// Restored, its input not resumed yet (no position of its own yet).
+    AwaitingResume,
+    /// Fetched and processed.
+    Consuming,
+}
+
 fn lag_source(
     operator_paused: bool,
-    restoring: bool,
+    phase: InputPhase,
     cached: impl FnOnce() -> Option<(i64, i64)>,
 ) -> LagSource {
-    if restoring {
-        LagSource::Skip
-    } else if operator_paused {
-        LagSource::Broker
-    } else {
-        cached().map_or(LagSource::Skip, |(low, high)| LagSource::Cached(low, high))
+    match phase {
+        InputPhase::Restoring => LagSource::Skip,
+        _ if operator_paused => LagSource::Broker,
+        InputPhase::AwaitingResume => LagSource::Skip,
+        InputPhase::Consuming => {
+            cached().map_or(LagSource::Skip, |(low, high)| LagSource::Cached(low, high))
+        }
     }
 }
 
@@ -1031,17 +1077,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_partition_count_check_asks_an_absent_broker_once() {
+        use rdkafka::ClientConfig;
+        // Nothing listens on port 1: every metadata request times out.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "partition-count-check")
+            .set("log_level", "0")
+            .create()
+            .expect("a consumer needs no broker to be created");
+        let timeout = Duration::from_millis(400);
+        let started = Instant::now();
+        let counts = partition_counts(&consumer, &["a", "b", "c", "d"], timeout);
+        let took = started.elapsed();
+        assert!(counts.is_empty());
+        // One timeout, not four: the loop it runs on is held for one.
+        assert!(
+            took < timeout * 3,
+            "four topics took {took:?} with the broker away (timeout {timeout:?} each)"
+        );
+    }
+
+    #[test]
     fn the_lag_refresh_never_waits_for_the_broker_while_processing() {
+        use InputPhase::{AwaitingResume, Consuming, Restoring};
         // Being restored: skipped, whatever the operator does.
-        assert_eq!(lag_source(false, true, || Some((0, 9))), LagSource::Skip);
-        assert_eq!(lag_source(true, true, || None), LagSource::Skip);
+        assert_eq!(
+            lag_source(false, Restoring, || Some((0, 9))),
+            LagSource::Skip
+        );
+        assert_eq!(lag_source(true, Restoring, || None), LagSource::Skip);
         // Consuming: the cache, or nothing until the first fetch fills it.
         assert_eq!(
-            lag_source(false, false, || Some((2, 9))),
+            lag_source(false, Consuming, || Some((2, 9))),
             LagSource::Cached(2, 9)
         );
-        assert_eq!(lag_source(false, false, || None), LagSource::Skip);
+        assert_eq!(lag_source(false, Consuming, || None), LagSource::Skip);
+        // Restored, its resume refused by the broker: no position to measure
+        // from, and the broker is not to be waited on.
+        assert_eq!(
+            lag_source(false, AwaitingResume, || Some((2, 9))),
+            LagSource::Skip
+        );
         // Paused by an operator: nothing is fetched, nothing processed.
-        assert_eq!(lag_source(true, false, || Some((2, 9))), LagSource::Broker);
+        assert_eq!(
+            lag_source(true, Consuming, || Some((2, 9))),
+            LagSource::Broker
+        );
+        assert_eq!(
+            lag_source(true, AwaitingResume, || Some((2, 9))),
+            LagSource::Broker
+        );
     }
 }
