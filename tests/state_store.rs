@@ -21,19 +21,6 @@ struct Round {
     records: u64,
 }
 
-/// The restore rounds in `log`, oldest first.
-fn rounds_in(log: &str) -> Vec<Round> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "partitions restored from the changelog")
-        .map(|v| Round {
-            partitions: numbers(v["partitions"].as_str().unwrap_or_default()),
-            from_checkpoint: numbers(v["from_checkpoint"].as_str().unwrap_or_default()),
-            records: v["records"].as_u64().unwrap_or(0),
-        })
-        .collect()
-}
-
 /// The partitions of a logged list such as "[2, 0, 1]".
 fn numbers(list: &str) -> BTreeSet<i32> {
     list.trim_matches(['[', ']'])
@@ -42,22 +29,32 @@ fn numbers(list: &str) -> BTreeSet<i32> {
         .collect()
 }
 
-/// Every restore round of `instance` so far.
+/// Every restore round of `instance` so far, oldest first.
 fn restores(rig: &Rig, instance: &str) -> Vec<Round> {
-    rounds_in(&log_of(rig, instance))
+    restores_since(rig, instance, 0)
 }
 
-/// Where the next incarnation of `instance` starts in its log: a group may
-/// rebalance more than once in a run (a heartbeat missed on a loaded
-/// machine), so each run's rounds are told apart by where its log began.
+/// Where the next incarnation of `instance` starts in its log. A run may be
+/// assigned its partitions more than once (CI saw a second round in a first
+/// run), so each run's rounds are told apart by where its log began.
 fn log_mark(rig: &Rig, instance: &str) -> usize {
     log_of(rig, instance).len()
 }
 
-/// The restore rounds `instance` logged after `mark`.
+/// The restore rounds `instance` logged after `mark`, oldest first.
 fn restores_since(rig: &Rig, instance: &str, mark: usize) -> Vec<Round> {
     let log = log_of(rig, instance);
-    rounds_in(log.get(mark..).unwrap_or_default())
+    log.get(mark..)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "partitions restored from the changelog")
+        .map(|v| Round {
+            partitions: numbers(v["partitions"].as_str().unwrap_or_default()),
+            from_checkpoint: numbers(v["from_checkpoint"].as_str().unwrap_or_default()),
+            records: v["records"].as_u64().unwrap_or(0),
+        })
+        .collect()
 }
 
 fn all_partitions() -> BTreeSet<i32> {

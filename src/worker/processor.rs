@@ -740,17 +740,18 @@ impl Processor {
         self.resume_retry = None;
         for e in committed.elements() {
             let key = (e.topic().to_owned(), e.partition());
+            let group_offset = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
             // The lag gauge measures from here until this instance commits.
-            if let Offset::Offset(o) = e.offset() {
+            if let Some(o) = group_offset {
                 self.committed.insert(key.clone(), o);
             }
             if self.batch.consumed.iter().any(|(k, _)| *k == key) {
                 continue;
             }
-            let to = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
+            let to = group_offset.map_or(Offset::Beginning, Offset::Offset);
             seek(consumer, e.topic(), e.partition(), to)?;
         }
         Ok(())
@@ -847,24 +848,25 @@ impl Processor {
             })
             .filter(|(_, _, source)| *source != LagSource::Skip)
             .collect();
-        let mut unknown = TopicPartitionList::new();
-        for (topic, partition, _) in &sources {
-            if !self.committed.contains_key(&(topic.clone(), *partition)) {
-                let _ = unknown.add_partition(topic, *partition);
-            }
-        }
         // Consuming partitions learnt the group's offset when they resumed;
         // one without an entry has none (the low watermark is its position).
         // Only an operator's pause, with nothing processed, may wait on the
         // coordinator: with it away, this call blocked the loop for 2 s in 5.
-        if paused
-            && unknown.count() > 0
-            && let Ok(committed) = consumer.committed_offsets(unknown, timeout)
-        {
-            for e in committed.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    self.committed
-                        .insert((e.topic().to_owned(), e.partition()), o);
+        if paused {
+            let mut unknown = TopicPartitionList::new();
+            for (topic, partition, _) in &sources {
+                if !self.committed.contains_key(&(topic.clone(), *partition)) {
+                    let _ = unknown.add_partition(topic, *partition);
+                }
+            }
+            if unknown.count() > 0
+                && let Ok(committed) = consumer.committed_offsets(unknown, timeout)
+            {
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        self.committed
+                            .insert((e.topic().to_owned(), e.partition()), o);
+                    }
                 }
             }
         }
