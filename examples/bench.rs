@@ -1443,6 +1443,17 @@ impl Bench {
             joined.duration_since(join_at).as_secs_f64(),
             loadavg()
         );
+        let warm_up = bw.warmed_up()?;
+        let b_rss = bw.peak_rss_mib()?;
+        match warm_up {
+            Some((records, millis)) => println!(
+                "rebalance ({protocol}): b warmed its store before joining: {records} changelog records in {:.1}s; b's peak RSS {b_rss:.0} MiB",
+                millis as f64 / 1000.0
+            ),
+            None => println!(
+                "rebalance ({protocol}): b joined without a warm-up; b's peak RSS {b_rss:.0} MiB"
+            ),
+        }
         std::thread::sleep(Duration::from_secs(5));
         let leave_at = Instant::now();
         bw.stop()?;
@@ -1543,6 +1554,19 @@ impl Bench {
                 "≤ 10 s",
                 join.1 <= 10.0,
             ),
+            Row {
+                target: format!(
+                    "≤ 1024 MiB: {}",
+                    if b_rss <= 1024.0 { "met" } else { "NOT met" }
+                ),
+                ..row(
+                    "… the joining instance's warm-up before it joins, outside the group (s; changelog records read; its peak RSS)",
+                    warm_up.map_or("none".into(), |(r, ms)| {
+                        format!("{:.1} s; {r}; {b_rss:.0} MiB", ms as f64 / 1000.0)
+                    }),
+                    String::new(),
+                )
+            },
             row_of(
                 format!(
                     "{n} customers, {protocol} protocol: the instance leaves — longest output wait, staying partitions (s)"
@@ -1783,6 +1807,24 @@ impl Worker {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmHWM")?;
         Ok(kb / 1024.0)
+    }
+
+    /// (records, millis) of the worker's warm-up before it joined its group
+    /// (its "state store warmed" log line), if it warmed up.
+    fn warmed_up(&self) -> Result<Option<(u64, u64)>> {
+        for line in std::fs::read_to_string(&self.log)?.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let f = v.get("fields").unwrap_or(&v);
+            if f["message"] == "state store warmed; joining the group" {
+                return Ok(Some((
+                    f["records"].as_u64().unwrap_or(0),
+                    f["millis"].as_u64().unwrap_or(0),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// (customers, millis, changelog records read) summed over the worker's

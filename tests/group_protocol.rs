@@ -73,5 +73,15 @@ async fn instances_join_and_leave_and_partitions_that_stay_keep_going() {
         a_log.iter().any(|(m, _)| m == "partitions revoked"),
         "a gave partitions to the newcomers: {a_log:?}"
     );
+    // The broker describes a KIP-848 group's members to the newcomers, so
+    // they warm their stores before joining (tests/state_store.rs).
+    for newcomer in ["b", "c"] {
+        let log = std::fs::read_to_string(rig.log_dir.join(format!("{newcomer}.log")))
+            .unwrap_or_default();
+        assert!(
+            log.contains("state store warmed; joining the group"),
+            "{newcomer} found the group running and warmed up first"
+        );
+    }
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }

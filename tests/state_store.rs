@@ -446,3 +446,74 @@ async fn owned_partitions_flow_while_another_partition_restores() {
     );
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }
+
+/// The "state store warmed" line of an instance's log: (passes, records).
+fn warm_ups(rig: &Rig, instance: &str) -> Vec<(u64, u64)> {
+    log_of(rig, instance)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "state store warmed; joining the group")
+        .map(|v| {
+            (
+                v["passes"].as_u64().unwrap_or(0),
+                v["records"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// A newcomer to a running group reads the changelog into its store before
+/// it joins, while the running member goes on alone: the partitions the
+/// join hands it are read only from their checkpoints, not from the
+/// beginning (without the warm-up they were read in full after the join,
+/// and their output stopped for as long). The first member of an empty
+/// group does not warm up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_warms_its_store_before_it_joins_a_running_group() {
+    let rig = Rig::new("store-warm-up").await;
+    let big = 1;
+    let preloaded = 100_000;
+    preload_changelog(&rig.topic("changelog"), big, preloaded);
+    let phases = journeys(38, 60, 6);
+    let (first, rest) = phases.split_at(2);
+    let (during, after) = rest.split_at(2);
+    let mut a = rig.spawn("a");
+    rig.feed(first).await;
+    assert!(
+        log_of(&rig, "a").contains("no other member in the group; joining without a warm-up"),
+        "the first member joins at once"
+    );
+    assert!(warm_ups(&rig, "a").is_empty());
+    let port = common::free_port();
+    let mut b = rig.spawn_with("b", &["--admin-addr".into(), format!("127.0.0.1:{port}")]);
+    // a keeps every partition, and processes, while b warms up.
+    let mut seen_warming = false;
+    for phase in during {
+        rig.produce(phase).await;
+        let (status, body) = common::http(port, "GET", "/readyz");
+        seen_warming |= status == 503 && body.contains("warming the state store");
+        rig.wait_caught_up(Duration::from_secs(120)).await;
+    }
+    common::wait_for("b warmed up and joined", Duration::from_secs(120), || {
+        !warm_ups(&rig, "b").is_empty() && !restores(&rig, "b").is_empty()
+    })
+    .await;
+    rig.feed(after).await;
+    let actual = rig.outputs().await;
+    stop(&mut b);
+    stop(&mut a);
+    let warmed = warm_ups(&rig, "b");
+    assert!(
+        warmed[0].1 >= preloaded as u64,
+        "the warm-up read the whole changelog, the preloaded partition included: {warmed:?}"
+    );
+    let rounds = restores(&rig, "b");
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r.from_checkpoint == r.partitions && r.records < preloaded as u64 / 10),
+        "after the join b read only tails from its checkpoints: {rounds:?}"
+    );
+    eprintln!("b: warm-up {warmed:?}, restores {rounds:?}, /readyz said warming: {seen_warming}");
+    assert_same_outputs(&actual, &simulate(&phases.concat()));
+}

@@ -13,7 +13,9 @@ use crate::domain::{Policy, Rule};
 use crate::kafka::KafkaSettings;
 use crate::kafka::topics::{DEFAULT_CHANGELOG, TopicNames};
 use crate::time::Period;
-use crate::worker::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WorkerOptions};
+use crate::worker::{
+    GroupProtocol, RegistrySettings, StateFormat, StoreKind, WarmUp, WorkerOptions,
+};
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -377,6 +379,19 @@ pub struct RunArgs {
         help_heading = "State"
     )]
     pub state_store: StoreKind,
+    /// `auto`: an instance that finds its group already running first reads
+    /// the whole changelog into its disk store, outside the group, and joins
+    /// only then, so that the partitions it is given resume after reading
+    /// only their tail (the others keep processing meanwhile; its /readyz
+    /// says so). The first member of an empty group joins at once. `off`:
+    /// always join at once.
+    #[arg(
+        long,
+        env = "TERMINUS_WARM_UP",
+        default_value = "auto",
+        help_heading = "State"
+    )]
+    pub warm_up: WarmUp,
     /// Directory of the disk store, one subdirectory per changelog
     /// partition. Give each instance its own (a persistent volume in
     /// Kubernetes); losing it costs a full restore, never data. Default:
@@ -482,6 +497,7 @@ impl RunArgs {
             group_protocol: self.group_protocol,
             restore_timeout: self.restore_timeout,
             state_store: self.state_store,
+            warm_up: self.warm_up,
             state_dir,
             state_format: self.state_format,
             policy: self.policy.load()?,

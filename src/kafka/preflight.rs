@@ -283,6 +283,18 @@ pub struct Access {
     /// The authorized operations (librdkafka's numeric codes), or `None` when
     /// the broker did not say.
     operations: Option<Vec<u32>>,
+    /// A consumer group's members now (none for a topic): described by
+    /// `ConsumerGroupDescribe` for a KIP-848 group, whose members the
+    /// classic `DescribeGroups` does not show.
+    pub members: Vec<GroupMember>,
+}
+
+/// One member of a consumer group, as the broker describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMember {
+    pub client_id: String,
+    /// Its `group.instance.id` (static membership), if any.
+    pub instance_id: Option<String>,
 }
 
 impl Access {
@@ -456,6 +468,7 @@ fn describe<C: ConsumerContext>(
                         name: cstr(rdsys::rd_kafka_TopicDescription_name(item)),
                         error: error_code(rdsys::rd_kafka_TopicDescription_error(item)),
                         operations: operations(ops, n),
+                        members: Vec::new(),
                     });
                 }
             }
@@ -477,6 +490,20 @@ fn describe<C: ConsumerContext>(
                         name: cstr(rdsys::rd_kafka_ConsumerGroupDescription_group_id(item)),
                         error: error_code(rdsys::rd_kafka_ConsumerGroupDescription_error(item)),
                         operations: operations(ops, n),
+                        members: (0..rdsys::rd_kafka_ConsumerGroupDescription_member_count(item))
+                            .map(|m| {
+                                let member =
+                                    rdsys::rd_kafka_ConsumerGroupDescription_member(item, m);
+                                let instance =
+                                    rdsys::rd_kafka_MemberDescription_group_instance_id(member);
+                                GroupMember {
+                                    client_id: cstr(rdsys::rd_kafka_MemberDescription_client_id(
+                                        member,
+                                    )),
+                                    instance_id: (!instance.is_null()).then(|| cstr(instance)),
+                                }
+                            })
+                            .collect(),
                     });
                 }
             }
@@ -615,6 +642,7 @@ mod tests {
             name: "t".into(),
             error: None,
             operations: Some(vec![read, describe]),
+            members: Vec::new(),
         };
         assert_eq!(access.allows(Operation::Read), Some(true));
         assert_eq!(access.allows(Operation::Write), Some(false));
@@ -622,6 +650,7 @@ mod tests {
             name: "t".into(),
             error: None,
             operations: None,
+            members: Vec::new(),
         };
         assert_eq!(unknown.allows(Operation::Write), None);
     }

@@ -11,6 +11,8 @@ pub struct Status {
     started: AtomicBool,
     assignment_received: AtomicBool,
     restoring: AtomicBool,
+    /// Reading the changelog into the disk store before joining the group.
+    warming: AtomicBool,
     pause_requested: AtomicBool,
     stopping: AtomicBool,
     owned: Mutex<Vec<i32>>,
@@ -52,6 +54,12 @@ impl Status {
 
     pub fn set_restoring(&self, restoring: bool) {
         self.restoring.store(restoring, Ordering::Relaxed);
+    }
+
+    /// A warm-up before joining the group is under way (its progress goes
+    /// to [`set_restore_left`](Self::set_restore_left)).
+    pub fn set_warming(&self, warming: bool) {
+        self.warming.store(warming, Ordering::Relaxed);
     }
 
     /// Progress of the restore under way, per partition.
@@ -143,6 +151,12 @@ impl Status {
         if self.stopping.load(Ordering::Relaxed) {
             return Err("shutting down".into());
         }
+        if self.warming.load(Ordering::Relaxed) {
+            return Err(format!(
+                "warming the state store from the changelog before joining the group{}",
+                self.restore_progress()
+            ));
+        }
         let tasks = self.tasks();
         if !tasks.is_empty() {
             // Ready when every task is: a task restoring or paused holds
@@ -165,21 +179,9 @@ impl Status {
             return Err("waiting for a partition assignment from the consumer group".into());
         }
         if self.restoring.load(Ordering::Relaxed) {
-            let left = self
-                .restore_left
-                .lock()
-                .map(|l| l.clone())
-                .unwrap_or_default();
-            if left.is_empty() {
-                return Err("restoring assigned partitions from the changelog".into());
-            }
-            let parts: Vec<String> = left
-                .iter()
-                .map(|(p, n)| format!("{p}: {n} records left"))
-                .collect();
             return Err(format!(
-                "restoring assigned partitions from the changelog ({})",
-                parts.join(", ")
+                "restoring assigned partitions from the changelog{}",
+                self.restore_progress()
             ));
         }
         if self.pause_requested() {
@@ -189,6 +191,26 @@ impl Status {
             return Err(format!("stuck: {stuck}"));
         }
         Ok(format!("consuming partitions {:?}", self.owned()))
+    }
+}
+
+impl Status {
+    /// " (p: n records left, …)" for the restore or warm-up under way, or
+    /// nothing before its first progress report.
+    fn restore_progress(&self) -> String {
+        let left = self
+            .restore_left
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        if left.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = left
+            .iter()
+            .map(|(p, n)| format!("{p}: {n} records left"))
+            .collect();
+        format!(" ({})", parts.join(", "))
     }
 }
 
@@ -264,6 +286,31 @@ mod tests {
         assert!(t0.pause_requested() && t1.pause_requested());
         s.request_pause(false);
         assert!(!t0.pause_requested() && !t1.pause_requested());
+    }
+
+    #[test]
+    fn readiness_says_a_warm_up_is_under_way_and_how_far_it_is() {
+        let s = Status::new();
+        s.set_warming(true);
+        assert!(
+            s.readiness()
+                .unwrap_err()
+                .starts_with("warming the state store from the changelog before joining the group")
+        );
+        s.set_restore_left(vec![(0, 120), (3, 7)]);
+        let why = s.readiness().expect_err("not ready while warming up");
+        assert!(
+            why.contains("0: 120 records left, 3: 7 records left"),
+            "{why}"
+        );
+        assert_eq!(
+            s.health(0, Duration::from_secs(1)),
+            Ok(()),
+            "alive meanwhile"
+        );
+        s.set_warming(false);
+        s.set_restore_left(Vec::new());
+        assert!(s.readiness().unwrap_err().starts_with("starting"));
     }
 
     #[test]

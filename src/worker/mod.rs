@@ -24,8 +24,9 @@ mod restore;
 pub mod tasks;
 mod tracing_context;
 pub mod transaction;
+mod warm_up;
 
-pub use options::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WorkerOptions};
+pub use options::{GroupProtocol, RegistrySettings, StateFormat, StoreKind, WarmUp, WorkerOptions};
 pub use processor::Counters;
 pub use tasks::TaskEngines;
 
@@ -283,7 +284,18 @@ pub fn run(
     // One database for every task: a partition moving between tasks keeps
     // its store.
     let stores = restore::Stores::open(&options)?;
-    let result = if options.tasks == 1 {
+    let options = Arc::new(options);
+    warm_up::warm_up(
+        &options,
+        &stores,
+        layout.partitions,
+        &stop,
+        &telemetry.status,
+        &telemetry.metrics,
+    )?;
+    let result = if stop.load(Ordering::Relaxed) {
+        Ok(())
+    } else if options.tasks == 1 {
         // One task is the worker as it always was: its ids, its logs, the
         // process's status.
         let parts = TaskParts {
@@ -295,7 +307,7 @@ pub fn run(
             engines: telemetry.engines.task(0),
             join_gate: None,
         };
-        run_task(Arc::new(options), &stop, parts)
+        run_task(options, &stop, parts)
     } else {
         tasks::run_all(&options, &stop, &telemetry, &stores, layout.partitions)
     };
@@ -559,6 +571,9 @@ fn create_consumer(
                 .set("group.protocol", "consumer")
                 .set("group.remote.assignor", "range");
         }
+    }
+    if !opts.kafka.properties.iter().any(|(k, _)| k == "client.id") {
+        config.set("client.id", opts.member_client_id());
     }
     if opts.static_membership {
         // A restarted instance takes its partitions back at once instead of

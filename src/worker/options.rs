@@ -25,6 +25,16 @@ pub enum GroupProtocol {
     Consumer,
 }
 
+/// Whether a newcomer to a running group reads the changelog into its disk
+/// store before it joins (see `worker::warm_up`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmUp {
+    /// When the group has other members and the store is on disk.
+    Auto,
+    /// Join at once; assigned partitions restore after the join.
+    Off,
+}
+
 /// How changelog records are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StateFormat {
@@ -83,6 +93,8 @@ pub struct WorkerOptions {
     pub restore_timeout: Duration,
     /// Where committed state lives between restarts (default disk).
     pub state_store: StoreKind,
+    /// Whether a newcomer warms its disk store before joining (default auto).
+    pub warm_up: WarmUp,
     /// The disk store's directory.
     pub state_dir: PathBuf,
     /// How changelog records are written (default binary; both are read).
@@ -147,6 +159,13 @@ impl WorkerOptions {
     /// gets a `-t<task>` suffix, so each task has its own transactional id
     /// (`<group>-<instance>-t<task>`) and static member id. Everything else,
     /// the state directory included, is the instance's.
+    /// The group consumer's `client.id` (unless an operator set one): it
+    /// names the instance in the group's member list, where a warm-up tells
+    /// this instance's own previous incarnation from the other members.
+    pub fn member_client_id(&self) -> String {
+        format!("terminus-{}", self.instance_id)
+    }
+
     pub fn for_task(&self, task: usize) -> WorkerOptions {
         WorkerOptions {
             instance_id: format!("{}-t{task}", self.instance_id),

@@ -158,6 +158,9 @@ pub struct Restorer {
     /// (a read_committed client is answered the last stable offset).
     probe: BaseConsumer<RestoreContext>,
     job: Job,
+    /// Reading for a warm-up before the group is joined: its rounds are not
+    /// restores of owned partitions, and are not logged as such.
+    warming: bool,
 }
 
 impl Restorer {
@@ -200,6 +203,19 @@ impl Restorer {
             consumer,
             probe,
             job: Job::default(),
+            warming: false,
+        })
+    }
+
+    /// A restorer for [`warm_up`](super::warm_up): each pass it logs is a
+    /// warm-up pass, not a restore round.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn for_warm_up(opts: Arc<WorkerOptions>, stores: Stores) -> Result<Self, WorkerError> {
+        Ok(Restorer {
+            warming: true,
+            ..Restorer::new(opts, stores)?
         })
     }
 
@@ -403,7 +419,15 @@ impl Restorer {
             let round = std::mem::take(&mut self.job.round);
             let _ = self.consumer.unassign();
             let took = round.started.map_or(Duration::ZERO, |t| t.elapsed());
-            if !round.partitions.is_empty() {
+            if self.warming {
+                debug!(
+                    partitions = ?round.partitions,
+                    from_checkpoint = ?round.from_checkpoint,
+                    records = round.records,
+                    millis = took.as_millis() as u64,
+                    "warm-up pass read the changelog"
+                );
+            } else if !round.partitions.is_empty() {
                 info!(
                     partitions = ?round.partitions,
                     from_checkpoint = ?round.from_checkpoint,
