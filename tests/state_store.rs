@@ -517,3 +517,49 @@ async fn a_newcomer_warms_its_store_before_it_joins_a_running_group() {
     eprintln!("b: warm-up {warmed:?}, restores {rounds:?}, /readyz said warming: {seen_warming}");
     assert_same_outputs(&actual, &simulate(&phases.concat()));
 }
+
+/// SIGTERM during a warm-up stops the newcomer at once, with exit status 0
+/// and without it ever joining: nothing is taken from the running member.
+/// (A rollout that is called off must not wait for a read of the whole
+/// changelog.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_warm_up_stops_the_newcomer_at_once() {
+    let rig = Rig::new("store-warm-up-stop").await;
+    preload_changelog(&rig.topic("changelog"), 0, 600_000);
+    let phases = journeys(39, 20, 1);
+    let mut a = rig.spawn("a");
+    rig.feed(&phases).await;
+    let port = common::free_port();
+    let mut b = rig.spawn_with("b", &["--admin-addr".into(), format!("127.0.0.1:{port}")]);
+    common::wait_for("b warming up", Duration::from_secs(60), || {
+        let (status, body) = common::http(port, "GET", "/readyz");
+        status == 503 && body.contains("warming the state store") && body.contains("records left")
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status();
+    let exit = loop {
+        if let Ok(Some(status)) = b.try_wait() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "b still warming up 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("b stopped {:?} after SIGTERM", asked.elapsed());
+    assert!(exit.success(), "b exited with {exit:?}");
+    let log = log_of(&rig, "b");
+    assert!(
+        log.contains("warm-up ended by the shutdown"),
+        "b logged why it stopped"
+    );
+    assert!(
+        !log.contains("partitions assigned"),
+        "b never joined the group"
+    );
+    stop(&mut a);
+}

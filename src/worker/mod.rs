@@ -4,6 +4,8 @@
 //!   the partition's engine); no Kafka client types.
 //! - [`transaction`]: the transactional producer as a state machine.
 //! - [`restore`]: a partition's state read back from the changelog.
+//! - [`warm_up`]: a newcomer to a running group fills its disk store from
+//!   the changelog before it joins.
 //! - [`processor`]: the batch — one transaction per batch — and what to do
 //!   when any part of it fails.
 //! - this module: the consumer, its rebalance callbacks and the small loop.
