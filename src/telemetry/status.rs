@@ -143,6 +143,24 @@ impl Status {
         }
     }
 
+    /// " (p: n records left, …)" for the restore or warm-up under way, or
+    /// nothing before its first progress report.
+    fn restore_progress(&self) -> String {
+        let left = self
+            .restore_left
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        if left.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = left
+            .iter()
+            .map(|(p, n)| format!("{p}: {n} records left"))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    }
+
     /// Ready when the partitions it owns are restored and being consumed.
     ///
     /// # Errors
@@ -191,26 +209,6 @@ impl Status {
             return Err(format!("stuck: {stuck}"));
         }
         Ok(format!("consuming partitions {:?}", self.owned()))
-    }
-}
-
-impl Status {
-    /// " (p: n records left, …)" for the restore or warm-up under way, or
-    /// nothing before its first progress report.
-    fn restore_progress(&self) -> String {
-        let left = self
-            .restore_left
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default();
-        if left.is_empty() {
-            return String::new();
-        }
-        let parts: Vec<String> = left
-            .iter()
-            .map(|(p, n)| format!("{p}: {n} records left"))
-            .collect();
-        format!(" ({})", parts.join(", "))
     }
 }
 

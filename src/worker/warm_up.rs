@@ -18,7 +18,7 @@
 
 use super::WorkerError;
 use super::options::{StoreKind, WarmUp, WorkerOptions};
-use super::restore::{Restorer, Stores};
+use super::restore::{Progress, Restorer, Stores};
 use crate::kafka::preflight::{self, GroupMember};
 use crate::telemetry::{Metrics, Status};
 use rdkafka::consumer::BaseConsumer;
@@ -83,7 +83,11 @@ pub fn warm_up(
     );
     let started = Instant::now();
     status.set_warming(true);
-    let result = read_passes(opts, stores, partitions, stop, status, metrics);
+    let mut progress = |left: &[(i32, i64)]| {
+        status.set_restore_left(left.to_vec());
+        metrics.set_restore_remaining(left);
+    };
+    let result = read_passes(opts, stores, partitions, stop, &mut progress);
     status.set_warming(false);
     status.set_restore_left(Vec::new());
     metrics.set_restore_remaining(&[]);
@@ -109,21 +113,18 @@ pub fn warm_up(
     }
 }
 
+/// Restores every partition, pass after pass, until a pass comes close
+/// enough to the head (or `stop` is set).
 fn read_passes(
     opts: &Arc<WorkerOptions>,
     stores: &Stores,
     partitions: i32,
     stop: &AtomicBool,
-    status: &Status,
-    metrics: &Metrics,
+    progress: &mut Progress<'_>,
 ) -> Result<Warmed, WorkerError> {
     let all: Vec<i32> = (0..partitions).collect();
     let mut restorer = Restorer::for_warm_up(opts.clone(), stores.clone())?;
     let mut warmed = Warmed::default();
-    let mut progress = |left: &[(i32, i64)]| {
-        status.set_restore_left(left.to_vec());
-        metrics.set_restore_remaining(left);
-    };
     while warmed.passes < MAX_PASSES && !stop.load(Ordering::Relaxed) {
         warmed.passes += 1;
         restorer.add(&all)?;
@@ -134,7 +135,7 @@ fn read_passes(
             }
             // The restored partitions' stores close as their engines drop:
             // the tasks open them again once they are assigned.
-            let restored = restorer.advance(SLICE, &mut progress)?;
+            let restored = restorer.advance(SLICE, progress)?;
             read += restored.records;
         }
         warmed.records += read;
