@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::delete_topics;
-use common::rig::{PARTITIONS, Rig, assert_same_outputs, journeys, simulate, stop};
+use common::rig::{PARTITIONS, Rig, assert_same_outputs, envelope, journeys, simulate, stop};
+use common::{delete_topics, free_port, http, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -562,4 +562,93 @@ async fn sigterm_during_a_warm_up_stops_the_newcomer_at_once() {
         "b never joined the group"
     );
     stop(&mut a);
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The dismantling gauges: (customers in dismantling, stalled, age in
+/// seconds of the oldest dismantling).
+fn dismantling_gauges(port: u16) -> Option<(f64, f64, f64)> {
+    let (code, text) = http(port, "GET", "/metrics");
+    if code != 200 {
+        return None;
+    }
+    Some((
+        metric(&text, "terminus_relationships{state=\"Dismantling\"}")?,
+        metric(&text, "terminus_stalled_terminations")?,
+        metric(&text, "terminus_oldest_pending_dismantle_age_seconds")?,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dismantling_gauges_come_back_from_the_store_after_a_restart() {
+    // The stalled count and the oldest dismantling live in the store (its
+    // meta record and an index on disk), not in a map rebuilt from every
+    // state: a restart that reads nothing from the changelog still shows them.
+    let rig = Rig::new("store-gauges").await;
+    let flags = |port: u16| -> Vec<String> {
+        [
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+            "--customer-notice",
+            "0s",
+            "--dismantle-deadline",
+            "1s",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let port = free_port();
+    let mut a = rig.spawn_with("a", &flags(port));
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        http(port, "GET", "/readyz").0 == 200
+    })
+    .await;
+    let now = terminus::time::Timestamp::now();
+    let n = 4;
+    let events: Vec<String> = (0..n)
+        .map(|i| {
+            envelope(
+                &format!("gauge-{i}"),
+                "CustomerTerminationRequested",
+                &now.to_rfc3339(),
+                serde_json::json!({"customerId": format!("G-{i}"), "reason": "moving"}),
+            )
+        })
+        .collect();
+    rig.produce(&events).await;
+    let stalled = |g: Option<(f64, f64, f64)>| {
+        g.is_some_and(|(dismantling, stalled, age)| {
+            dismantling == f64::from(n) && stalled == f64::from(n) && age > 0.0
+        })
+    };
+    wait_for(
+        "every customer stalled in dismantling",
+        Duration::from_secs(40),
+        || stalled(dismantling_gauges(port)),
+    )
+    .await;
+    stop(&mut a);
+
+    let mark = log_mark(&rig, "a");
+    let port = free_port();
+    let mut a = rig.spawn_with("a", &flags(port));
+    wait_for(
+        "the gauges after the restart",
+        Duration::from_secs(40),
+        || stalled(dismantling_gauges(port)),
+    )
+    .await;
+    stop(&mut a);
+    let restart = restores_since(&rig, "a", mark);
+    assert!(
+        restart.first().is_some_and(|r| r.records == 0),
+        "the restart read nothing from the changelog: {restart:?}"
+    );
 }

@@ -3,9 +3,10 @@
 //!
 //! One database per instance; per owned partition three keyspaces — states
 //! (customer → binary state record), timers (due ++ customer, ordered as they
-//! fire) and dismantling (the few customers in dismantling, for the gauges) —
-//! plus one record in the shared `meta` keyspace: the checkpoint (changelog
-//! offset and fingerprint the states reach) and the counts behind the gauges.
+//! fire) and dismantling (start ++ customer, for the oldest-dismantling
+//! gauge) — plus one record in the shared `meta` keyspace: the checkpoint
+//! (changelog offset and fingerprint the states reach) and the counts behind
+//! the gauges. Nothing of a partition is held in memory per customer.
 //! Each [`apply`](StateStore::apply) writes a committed batch's states, their
 //! index entries and the new checkpoint in one atomic write batch, so after a
 //! crash at any moment the store is some earlier committed prefix of the
@@ -25,7 +26,9 @@ use tracing::warn;
 
 /// What this release writes in the `format` record; another value means the
 /// directory is not ours to read (or was written for another changelog).
-const FORMAT: &str = "terminus-store/1";
+/// (`/1` kept the dismantling index by customer and loaded it into memory;
+/// such a directory is wiped and rebuilt from the changelog once.)
+const FORMAT: &str = "terminus-store/2";
 /// Memtable size of a partition's states keyspace; the index keyspaces get a
 /// quarter. Small, because one instance owns many partitions.
 const STATES_MEMTABLE: u64 = 16 * 1024 * 1024;
@@ -164,12 +167,11 @@ impl DiskDb {
             db: self.db.clone(),
             meta: self.meta.clone(),
             states,
-            timers,
-            dismantling,
+            timers: SortedIndex::new(timers),
+            dismantling: SortedIndex::new(dismantling),
             meta_key: format!("partition-{partition}"),
             stats: StoreStats::default(),
             checkpoint: None,
-            head: Mutex::new(None),
             failure: Mutex::new(None),
             _claim: claim,
         };
@@ -205,17 +207,96 @@ pub struct DiskStore {
     db: Database,
     meta: Keyspace,
     states: Keyspace,
-    timers: Keyspace,
-    dismantling: Keyspace,
+    timers: SortedIndex,
+    dismantling: SortedIndex,
     meta_key: String,
     stats: StoreStats,
     checkpoint: Option<Checkpoint>,
-    /// A lower bound of every live timer key: the next search from the start
-    /// begins here, past the deletions of timers already fired (an LSM
-    /// iterator would otherwise step over each of their tombstones).
-    head: Mutex<Option<Vec<u8>>>,
     failure: Mutex<Option<String>>,
     _claim: Claim,
+}
+
+/// A keyspace of (time ++ customer) keys with empty values, read in key
+/// order: the timers by due time, the dismantlings by start.
+struct SortedIndex {
+    keyspace: Keyspace,
+    /// A lower bound of every live key: the next search from the start
+    /// begins here, past the deletions of entries already gone (an LSM
+    /// iterator would otherwise step over each of their tombstones).
+    head: Mutex<Option<Vec<u8>>>,
+}
+
+impl SortedIndex {
+    fn new(keyspace: Keyspace) -> SortedIndex {
+        SortedIndex {
+            keyspace,
+            head: Mutex::new(None),
+        }
+    }
+
+    /// The first entry strictly after `after` (from the start with `None`).
+    fn first_after(&self, after: Option<&TimerEntry>) -> Result<Option<TimerEntry>, String> {
+        let from_head = after.is_none();
+        let start = match after {
+            Some(entry) => {
+                let mut k = index_key(entry.0, &entry.1);
+                k.push(0); // the smallest key after it
+                k
+            }
+            None => lock(&self.head).clone().unwrap_or_default(),
+        };
+        let Some(guard) = self.keyspace.range(start..).next() else {
+            return Ok(None);
+        };
+        let key = guard.key().map_err(|e| e.to_string())?;
+        let entry = parse_index_key(&key).ok_or("malformed key")?;
+        if from_head {
+            *lock(&self.head) = Some(key.to_vec());
+        }
+        Ok(Some(entry))
+    }
+
+    /// After a batch that inserted keys no lower than `lowest` committed.
+    fn inserted(&self, lowest: Option<Vec<u8>>) {
+        if let Some(low) = lowest {
+            let mut head = lock(&self.head);
+            if head.as_ref().is_some_and(|h| low < *h) {
+                *head = Some(low);
+            }
+        }
+    }
+
+    fn clear(&self) -> Result<(), fjall::Error> {
+        self.keyspace.clear()?;
+        *lock(&self.head) = None;
+        Ok(())
+    }
+}
+
+/// One write batch's changes to a [`SortedIndex`]: an entry that stays the
+/// same is not written again (each write is a memtable insert and, later, a
+/// tombstone to compact).
+fn update_index(
+    batch: &mut fjall::OwnedWriteBatch,
+    index: &SortedIndex,
+    key: &str,
+    before: Option<Timestamp>,
+    now: Option<Timestamp>,
+    lowest: &mut Option<Vec<u8>>,
+) {
+    if before == now {
+        return;
+    }
+    if let Some(b) = before {
+        batch.remove(&index.keyspace, index_key(b, key));
+    }
+    if let Some(n) = now {
+        let k = index_key(n, key);
+        if lowest.as_ref().is_none_or(|low| k < *low) {
+            *lowest = Some(k.clone());
+        }
+        batch.insert(&index.keyspace, k, []);
+    }
 }
 
 /// A partition's mark in [`DiskDb`]'s set of open stores, removed when the
@@ -255,7 +336,6 @@ impl DiskStore {
         self.meta.remove(self.meta_key.as_str())?;
         self.stats = StoreStats::default();
         self.checkpoint = None;
-        *lock(&self.head) = None;
         Ok(())
     }
 
@@ -271,24 +351,9 @@ impl DiskStore {
                 Some(_) => Err("states without a checkpoint".into()),
             };
         };
-        let (checkpoint, by_phase, timers) =
+        let (checkpoint, stats) =
             decode_meta(&meta).ok_or_else(|| "meta record malformed".to_owned())?;
-        let mut dismantling = foldhash::HashMap::default();
-        for guard in self.dismantling.iter() {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| format!("dismantling index unreadable: {e}"))?;
-            let key = std::str::from_utf8(&k)
-                .map_err(|_| "dismantling index key is not UTF-8".to_owned())?;
-            let (started, stalled) =
-                decode_dismantling(&v).ok_or_else(|| "dismantling entry malformed".to_owned())?;
-            dismantling.insert(key.to_owned(), (started, stalled));
-        }
-        self.stats = StoreStats {
-            by_phase,
-            timers,
-            dismantling,
-        };
+        self.stats = stats;
         self.checkpoint = Some(checkpoint);
         Ok(())
     }
@@ -327,31 +392,10 @@ impl StateStore for DiskStore {
     }
 
     fn next_timer(&self, after: Option<&TimerEntry>) -> Option<TimerEntry> {
-        let from_head = after.is_none();
-        let start = match after {
-            Some(entry) => {
-                let mut k = timer_key(entry);
-                k.push(0); // the smallest key after it
-                k
-            }
-            None => lock(&self.head).clone().unwrap_or_default(),
-        };
-        let guard = self.timers.range(start..).next()?;
-        let key = match guard.key() {
-            Ok(k) => k,
-            Err(e) => {
-                self.fail("the timer index cannot be read", e);
-                return None;
-            }
-        };
-        let Some(entry) = parse_timer_key(&key) else {
-            self.fail("the timer index cannot be read", "malformed key");
-            return None;
-        };
-        if from_head {
-            *lock(&self.head) = Some(key.to_vec());
-        }
-        Some(entry)
+        self.timers.first_after(after).unwrap_or_else(|e| {
+            self.fail("the timer index cannot be read", e);
+            None
+        })
     }
 
     fn apply(&mut self, changes: Vec<Change>, checkpoint: Option<Checkpoint>) {
@@ -363,7 +407,7 @@ impl StateStore for DiskStore {
         // key may come twice): what this batch wrote for each key already.
         let mut written: foldhash::HashMap<String, Option<Footprint>> =
             foldhash::HashMap::default();
-        let mut lowest_new: Option<Vec<u8>> = None;
+        let (mut lowest_timer, mut lowest_dismantle) = (None, None);
         for change in changes {
             let Change {
                 key,
@@ -380,34 +424,26 @@ impl StateStore for DiskStore {
                     None => self.read(&key).as_ref().map(Footprint::of),
                 },
             };
-            self.stats.replace(&key, before, after.as_ref());
             let now = after.as_ref().map(Footprint::of);
-            // An index entry that stays the same is not written again: each
-            // write is a memtable insert and, later, a tombstone to compact.
+            self.stats.replace(before, now);
             let timer = |f: Option<Footprint>| f.and_then(|f| f.timer);
-            let dismantle = |f: Option<Footprint>| f.and_then(|f| f.dismantle);
-            if timer(before) != timer(now) {
-                if let Some(t) = before.and_then(|b| b.timer_entry(&key)) {
-                    batch.remove(&self.timers, timer_key(&t));
-                }
-                if let Some(t) = now.and_then(|n| n.timer_entry(&key)) {
-                    let k = timer_key(&t);
-                    if lowest_new.as_ref().is_none_or(|low| k < *low) {
-                        lowest_new = Some(k.clone());
-                    }
-                    batch.insert(&self.timers, k, []);
-                }
-            }
-            if dismantle(before) != dismantle(now) {
-                match dismantle(now) {
-                    Some((started, stalled)) => batch.insert(
-                        &self.dismantling,
-                        key.as_str(),
-                        encode_dismantling(started, stalled),
-                    ),
-                    None => batch.remove(&self.dismantling, key.as_str()),
-                }
-            }
+            let started = |f: Option<Footprint>| f.and_then(|f| f.dismantle).map(|(at, _)| at);
+            update_index(
+                &mut batch,
+                &self.timers,
+                &key,
+                timer(before),
+                timer(now),
+                &mut lowest_timer,
+            );
+            update_index(
+                &mut batch,
+                &self.dismantling,
+                &key,
+                started(before),
+                started(now),
+                &mut lowest_dismantle,
+            );
             match &after {
                 Some(state) => {
                     let bytes = encoded.unwrap_or_else(|| state.to_bytes());
@@ -433,12 +469,8 @@ impl StateStore for DiskStore {
             self.fail("the state store cannot be written", e);
             return;
         }
-        if let Some(low) = lowest_new {
-            let mut head = lock(&self.head);
-            if head.as_ref().is_some_and(|h| low < *h) {
-                *head = Some(low);
-            }
-        }
+        self.timers.inserted(lowest_timer);
+        self.dismantling.inserted(lowest_dismantle);
     }
 
     fn checkpoint(&self) -> Option<Checkpoint> {
@@ -447,6 +479,16 @@ impl StateStore for DiskStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    fn oldest_dismantling(&self) -> Option<Timestamp> {
+        match self.dismantling.first_after(None) {
+            Ok(oldest) => oldest.map(|(started, _)| started),
+            Err(e) => {
+                self.fail("the dismantling index cannot be read", e);
+                None
+            }
+        }
     }
 
     fn failure(&self) -> Option<String> {
@@ -472,52 +514,42 @@ fn wipe_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Due time (sign-flipped big-endian milliseconds, so bytes sort like
-/// times), then the customer id.
-fn timer_key((due, key): &TimerEntry) -> Vec<u8> {
+/// An index key: the time (sign-flipped big-endian milliseconds, so bytes
+/// sort like times), then the customer id.
+fn index_key(at: Timestamp, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&((due.millis() as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(&((at.millis() as u64) ^ (1 << 63)).to_be_bytes());
     k.extend_from_slice(key.as_bytes());
     k
 }
 
-fn parse_timer_key(k: &[u8]) -> Option<TimerEntry> {
-    let (due, key) = k.split_at_checked(8)?;
-    let due = u64::from_be_bytes(due.try_into().ok()?) ^ (1 << 63);
+fn parse_index_key(k: &[u8]) -> Option<TimerEntry> {
+    let (at, key) = k.split_at_checked(8)?;
+    let at = u64::from_be_bytes(at.try_into().ok()?) ^ (1 << 63);
     Some((
-        Timestamp::from_millis(due as i64),
+        Timestamp::from_millis(at as i64),
         std::str::from_utf8(key).ok()?.to_owned(),
     ))
 }
 
-fn encode_dismantling(started: Timestamp, stalled: bool) -> Vec<u8> {
-    let mut v = started.millis().to_be_bytes().to_vec();
-    v.push(u8::from(stalled));
-    v
-}
+/// The meta record's length: checkpoint offset and fingerprint, customers
+/// by phase, timers, stalled dismantlings, as 8-byte big-endian words.
+const META_LEN: usize = 9 * 8;
 
-fn decode_dismantling(v: &[u8]) -> Option<(Timestamp, bool)> {
-    let (ms, stalled) = v.split_at_checked(8)?;
-    Some((
-        Timestamp::from_millis(i64::from_be_bytes(ms.try_into().ok()?)),
-        *stalled.first()? == 1,
-    ))
-}
-
-/// Checkpoint offset and fingerprint, customers by phase, timers: 8 × 8 bytes.
 fn encode_meta(cp: Checkpoint, stats: &StoreStats) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64);
+    let mut v = Vec::with_capacity(META_LEN);
     v.extend_from_slice(&cp.offset.to_be_bytes());
     v.extend_from_slice(&cp.fingerprint.to_be_bytes());
     for n in stats.by_phase {
         v.extend_from_slice(&n.to_be_bytes());
     }
     v.extend_from_slice(&stats.timers.to_be_bytes());
+    v.extend_from_slice(&stats.stalled.to_be_bytes());
     v
 }
 
-fn decode_meta(v: &[u8]) -> Option<(Checkpoint, [u64; 5], u64)> {
-    if v.len() != 64 {
+fn decode_meta(v: &[u8]) -> Option<(Checkpoint, StoreStats)> {
+    if v.len() != META_LEN {
         return None;
     }
     let word = |i: usize| -> u64 {
@@ -529,14 +561,19 @@ fn decode_meta(v: &[u8]) -> Option<(Checkpoint, [u64; 5], u64)> {
         offset: word(0) as i64,
         fingerprint: word(1),
     };
-    Some((cp, [word(2), word(3), word(4), word(5), word(6)], word(7)))
+    let stats = StoreStats {
+        by_phase: [word(2), word(3), word(4), word(5), word(6)],
+        timers: word(7),
+        stalled: word(8),
+    };
+    Some((cp, stats))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::contract::Category;
-    use crate::domain::{Phase, Termination};
+    use crate::domain::{Dismantle, Phase, Termination, VerticalProgress, VerticalStatus};
     use crate::store::MemoryStore;
 
     fn pending(effective_ms: i64) -> CustomerState {
@@ -550,6 +587,28 @@ mod tests {
                     cause: "e".into(),
                     correlation_id: None,
                     policy_rule: None,
+                },
+            },
+            ..CustomerState::new()
+        }
+    }
+
+    fn dismantling(started_ms: i64, stalled: bool) -> CustomerState {
+        let Phase::Pending { termination } = pending(started_ms).phase else {
+            unreachable!("pending() is pending")
+        };
+        let awaiting = VerticalProgress {
+            attempt: 1,
+            status: VerticalStatus::Awaiting,
+        };
+        CustomerState {
+            phase: Phase::Dismantling {
+                termination,
+                dismantle: Dismantle {
+                    started_at: Timestamp::from_millis(started_ms),
+                    deadline: Timestamp::from_millis(started_ms + 1_000),
+                    verticals: [awaiting.clone(), awaiting.clone(), awaiting],
+                    stalled,
                 },
             },
             ..CustomerState::new()
@@ -621,6 +680,70 @@ mod tests {
         let other = db.partition(4).expect("partition");
         assert_eq!(other.checkpoint(), None);
         assert_eq!(other.stats().customers(), 0);
+    }
+
+    #[test]
+    fn the_dismantling_gauges_come_from_disk_and_match_the_memory_store() {
+        // The oldest dismantling and the stalled count are read from the
+        // index and the meta record, never from a per-customer map in memory:
+        // after reopening, they are there without reading any state.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let mut disk = db.partition(0).expect("partition");
+        let mut memory = MemoryStore::new();
+        let steps: Vec<Vec<(String, Option<CustomerState>)>> = vec![
+            // Many dismantlings; the oldest is c0.
+            (0..500)
+                .map(|i| (format!("c{i:03}"), Some(dismantling(1_000 + i, i % 7 == 0))))
+                .collect(),
+            // The oldest ones complete (their index entries become tombstones
+            // ahead of the head), one stalls, one starts earlier than any.
+            (0..200)
+                .map(|i| (format!("c{i:03}"), Some(pending(9_000 + i))))
+                .chain([
+                    ("c300".to_owned(), Some(dismantling(1_300, true))),
+                    ("early".to_owned(), Some(dismantling(50, false))),
+                ])
+                .collect(),
+            // The earliest is forgotten; the next oldest is c200.
+            vec![("early".into(), None)],
+            // Stalled again with the same start: the index entry stays.
+            vec![("c201".into(), Some(dismantling(1_201, true)))],
+        ];
+        let expected_oldest = [1_000, 50, 1_200, 1_200];
+        for (i, batch) in steps.into_iter().enumerate() {
+            disk.apply(changes(batch.clone()), cp(i as i64));
+            memory.apply(changes(batch), None);
+            assert_eq!(disk.stats(), memory.stats(), "after step {i}");
+            assert_eq!(
+                disk.oldest_dismantling(),
+                memory.oldest_dismantling(),
+                "after step {i}"
+            );
+            assert_eq!(
+                disk.oldest_dismantling(),
+                Some(Timestamp::from_millis(expected_oldest[i])),
+                "after step {i}"
+            );
+        }
+        let stalled = (200..500).filter(|i| i % 7 == 0 || *i == 300 || *i == 201);
+        assert_eq!(memory.stats().stalled, stalled.count() as u64);
+        drop(disk);
+        db.persist();
+        drop(db);
+        let db = DiskDb::open(dir.path(), "cl").expect("reopen");
+        let mut disk = db.partition(0).expect("partition");
+        assert_eq!(disk.stats(), memory.stats());
+        assert_eq!(disk.oldest_dismantling(), memory.oldest_dismantling());
+        // Every dismantling ends: no oldest, nothing stalled.
+        disk.apply(
+            changes((200..500).map(|i| (format!("c{i:03}"), None))),
+            cp(9),
+        );
+        assert_eq!(disk.oldest_dismantling(), None);
+        assert_eq!(disk.stats().stalled, 0);
+        assert_eq!(disk.stats().customers(), 200);
+        assert!(disk.failure().is_none());
     }
 
     #[test]
@@ -762,12 +885,12 @@ mod tests {
         let times = [i64::MIN / 4, -1, 0, 1, 1_790_000_000_000];
         let keys: Vec<Vec<u8>> = times
             .iter()
-            .map(|t| timer_key(&(Timestamp::from_millis(*t), "k".into())))
+            .map(|t| index_key(Timestamp::from_millis(*t), "k"))
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         for (t, k) in times.iter().zip(&keys) {
             assert_eq!(
-                parse_timer_key(k),
+                parse_index_key(k),
                 Some((Timestamp::from_millis(*t), "k".into()))
             );
         }

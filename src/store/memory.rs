@@ -1,8 +1,10 @@
-//! The in-memory store: a hash map from customer id to state and an ordered
-//! set of timers. Nothing survives a restart; the changelog is read in full.
+//! The in-memory store: a hash map from customer id to state and ordered
+//! sets of timers and of dismantlings. Nothing survives a restart; the
+//! changelog is read in full.
 
-use super::{Change, Footprint, StateStore, StoreStats, TimerEntry, timer_of};
+use super::{Change, Footprint, StateStore, StoreStats, TimerEntry};
 use crate::domain::CustomerState;
+use crate::time::Timestamp;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
@@ -10,6 +12,8 @@ use std::ops::Bound;
 pub struct MemoryStore {
     states: foldhash::HashMap<String, CustomerState>,
     timers: BTreeSet<TimerEntry>,
+    /// Customers in dismantling, by when it started.
+    dismantling: BTreeSet<TimerEntry>,
     stats: StoreStats,
 }
 
@@ -43,16 +47,22 @@ impl StateStore for MemoryStore {
     fn apply(&mut self, changes: Vec<Change>, _checkpoint: Option<super::Checkpoint>) {
         // The map knows the previous state exactly; `before` is not needed.
         for Change { key, after, .. } in changes {
-            let before = self.states.remove(&key);
-            self.stats
-                .replace(&key, before.as_ref().map(Footprint::of), after.as_ref());
-            if let Some(t) = before.as_ref().and_then(|b| timer_of(&key, b)) {
+            let before = self.states.remove(&key).as_ref().map(Footprint::of);
+            let now = after.as_ref().map(Footprint::of);
+            self.stats.replace(before, now);
+            if let Some(t) = before.and_then(|b| b.timer_entry(&key)) {
                 self.timers.remove(&t);
             }
+            if let Some(d) = before.and_then(|b| b.dismantle_entry(&key)) {
+                self.dismantling.remove(&d);
+            }
+            if let Some(t) = now.and_then(|n| n.timer_entry(&key)) {
+                self.timers.insert(t);
+            }
+            if let Some(d) = now.and_then(|n| n.dismantle_entry(&key)) {
+                self.dismantling.insert(d);
+            }
             if let Some(state) = after {
-                if let Some(t) = timer_of(&key, &state) {
-                    self.timers.insert(t);
-                }
                 self.states.insert(key, state);
             }
         }
@@ -60,5 +70,9 @@ impl StateStore for MemoryStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    fn oldest_dismantling(&self) -> Option<Timestamp> {
+        self.dismantling.first().map(|(started, _)| *started)
     }
 }

@@ -54,6 +54,15 @@ impl Footprint {
         }
     }
 
+    fn stalled(&self) -> bool {
+        self.dismantle.is_some_and(|(_, stalled)| stalled)
+    }
+
+    /// The dismantling index entry of `key`: when its dismantling started.
+    pub fn dismantle_entry(&self, key: &str) -> Option<TimerEntry> {
+        self.dismantle.map(|(started, _)| (started, key.to_owned()))
+    }
+
     /// The timer index entry of `key` with this footprint.
     pub fn timer_entry(&self, key: &str) -> Option<TimerEntry> {
         self.timer.map(|due| (due, key.to_owned()))
@@ -129,6 +138,8 @@ pub trait StateStore {
     }
     /// Counts derived from the stored states.
     fn stats(&self) -> &StoreStats;
+    /// When the longest-running dismantling still under way started.
+    fn oldest_dismantling(&self) -> Option<Timestamp>;
     /// The first read or write error since the store was opened.
     fn failure(&self) -> Option<String> {
         None
@@ -136,14 +147,16 @@ pub trait StateStore {
 }
 
 /// Counts kept in step with the stored states, so that gauges never scan
-/// millions of customers.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// millions of customers. Plain counters: nothing here grows with the
+/// number of customers (the dismantling index behind the oldest-dismantling
+/// gauge is the store's, on disk for the disk store).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Customers by phase, indexed like [`Phase::NAMES`].
     pub by_phase: [u64; 5],
     pub timers: u64,
-    /// Customers in dismantling: when it started, and whether it stalled.
-    pub dismantling: foldhash::HashMap<String, (Timestamp, bool)>,
+    /// Customers in dismantling whose deadline passed (TerminationStalled).
+    pub stalled: u64,
 }
 
 impl StoreStats {
@@ -152,24 +165,23 @@ impl StoreStats {
     }
 
     /// Accounts for one customer's state replacing another.
-    pub fn replace(&mut self, key: &str, before: Option<Footprint>, after: Option<&CustomerState>) {
+    pub fn replace(&mut self, before: Option<Footprint>, after: Option<Footprint>) {
         if let Some(b) = before {
             self.by_phase[b.phase] = self.by_phase[b.phase].saturating_sub(1);
             if b.timer.is_some() {
                 self.timers = self.timers.saturating_sub(1);
             }
-            if b.dismantle.is_some() {
-                self.dismantling.remove(key);
+            if b.stalled() {
+                self.stalled = self.stalled.saturating_sub(1);
             }
         }
         if let Some(a) = after {
-            self.by_phase[phase_index(&a.phase)] += 1;
-            if a.next_timer().is_some() {
+            self.by_phase[a.phase] += 1;
+            if a.timer.is_some() {
                 self.timers += 1;
             }
-            if let Phase::Dismantling { dismantle, .. } = &a.phase {
-                self.dismantling
-                    .insert(key.to_owned(), (dismantle.started_at, dismantle.stalled));
+            if a.stalled() {
+                self.stalled += 1;
             }
         }
     }
@@ -267,6 +279,13 @@ impl StateStore for PartitionStore {
         match self {
             PartitionStore::Memory(s) => s.stats(),
             PartitionStore::Disk(s) => s.stats(),
+        }
+    }
+
+    fn oldest_dismantling(&self) -> Option<Timestamp> {
+        match self {
+            PartitionStore::Memory(s) => s.oldest_dismantling(),
+            PartitionStore::Disk(s) => s.oldest_dismantling(),
         }
     }
 

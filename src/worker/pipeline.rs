@@ -311,11 +311,9 @@ impl Pipeline {
             for (name, count) in Phase::NAMES.iter().zip(stats.by_phase) {
                 *by_state.entry(name).or_default() += count as i64;
             }
-            for (started_at, stalled) in stats.dismantling.values() {
-                if *stalled {
-                    gauges.stalled += 1;
-                }
-                oldest = Some(oldest.map_or(*started_at, |o| o.min(*started_at)));
+            gauges.stalled += stats.stalled as i64;
+            if let Some(started_at) = engine.store().oldest_dismantling() {
+                oldest = Some(oldest.map_or(started_at, |o| o.min(started_at)));
             }
         }
         gauges.by_state = by_state.into_iter().collect();
