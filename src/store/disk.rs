@@ -256,7 +256,8 @@ impl SortedIndex {
         Ok(Some(entry))
     }
 
-    /// After a batch that inserted keys no lower than `lowest` committed.
+    /// A batch committed whose lowest inserted key is `lowest`: the head
+    /// moves back to it when it is lower.
     fn inserted(&self, lowest: Option<Vec<u8>>) {
         if let Some(low) = lowest {
             let mut head = lock(&self.head);
