@@ -63,7 +63,12 @@ use terminus::engine::Engine;
 use terminus::kafka::partition_for_key;
 use terminus::time::Timestamp;
 
-const PARTITIONS: i32 = 6;
+/// Partitions of every topic (`--partitions`, default 6), set once at start.
+static PARTITIONS_SET: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+fn partition_count() -> i32 {
+    *PARTITIONS_SET.get().unwrap_or(&6)
+}
 const EVENTS_PER_CUSTOMER: usize = 4;
 const INPUTS: [&str; 3] = ["lifecycle", "decisions", "outcomes"];
 const OUTPUTS: [&str; 3] = ["status", "dismantle", "terminated"];
@@ -102,6 +107,9 @@ struct Args {
     /// Customers' states in the changelog of the restore run.
     #[arg(long, default_value_t = 1_000_000)]
     restore_customers: usize,
+    /// Partitions of every topic the benchmark creates (the changelog's too).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
     /// Which measurements: throughput, latency, restore, rebalance (an
     /// instance joining and leaving the restore run's group; needs restore).
     #[arg(
@@ -127,6 +135,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let _ = PARTITIONS_SET.set(args.partitions);
     let prefix = format!("bench{}", epoch_ms() / 1000);
     let bench = Bench {
         args,
@@ -424,7 +433,7 @@ fn prior_states(w: &Workload) -> Result<Vec<(i32, String, Vec<u8>)>> {
         .into_iter()
         .filter_map(|k| {
             let state = engine.get(&k)?.to_bytes();
-            Some((partition_for_key(k.as_bytes(), PARTITIONS), k, state))
+            Some((partition_for_key(k.as_bytes(), partition_count()), k, state))
         })
         .collect())
 }
@@ -910,8 +919,9 @@ impl Bench {
         let (cpu, busy) = (worker.cpu_secs() - first.1, machine_busy_secs() - first.2);
         let secs = (last - first.0) as f64 / 1000.0;
         println!(
-            "run {run}: terminus used {cpu:.1} CPU-s; the machine was busy {busy:.1} of {:.1} CPU-s",
-            secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+            "run {run}: terminus used {cpu:.1} CPU-s; the machine was busy {busy:.1} of {:.1} CPU-s; peak RSS {:.0} MiB (the input was a backlog from the start)",
+            secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+            worker.peak_rss_mib()?
         );
         if let Some(mut p) = profiler {
             signal(&p, "-INT");
@@ -1405,7 +1415,7 @@ impl Bench {
                 .collect();
             std::thread::spawn(move || produce_paced_until(&b, &inputs, &events, RATE, Some(&stop)))
         };
-        let all: Vec<i32> = (0..PARTITIONS).collect();
+        let all: Vec<i32> = (0..partition_count()).collect();
         let settle = |workers: &[&Worker], what: &str| -> Result<()> {
             let deadline = Instant::now() + Duration::from_secs(900);
             loop {
@@ -1511,7 +1521,7 @@ impl Bench {
                     continue;
                 }
                 let key = keys.get(id).context("a sent id without its event")?;
-                if !partitions.contains(&partition_for_key(key.as_bytes(), PARTITIONS)) {
+                if !partitions.contains(&partition_for_key(key.as_bytes(), partition_count())) {
                     continue;
                 }
                 let out = seen
@@ -1676,7 +1686,7 @@ fn write_many_states(b: &str, changelog: &str, n: usize) -> Result<usize> {
             }
             let state = engine.get(&key).context("no state built")?.to_bytes();
             bytes += state.len();
-            let p = partition_for_key(key.as_bytes(), PARTITIONS);
+            let p = partition_for_key(key.as_bytes(), partition_count());
             send(
                 &producer,
                 BaseRecord::to(changelog)
@@ -2077,7 +2087,7 @@ fn output_reader(b: &str, topics: &[String], group: &str) -> Result<BaseConsumer
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for t in topics {
-        for p in 0..PARTITIONS {
+        for p in 0..partition_count() {
             tpl.add_partition_offset(t, p, Offset::Beginning)?;
         }
     }
@@ -2150,14 +2160,14 @@ fn read_all(b: &str, topic: &str, mut f: impl FnMut(Value)) -> Result<usize> {
         .set("enable.partition.eof", "true")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partition_count() {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     c.assign(&tpl)?;
     let mut at_end = HashSet::new();
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while at_end.len() < PARTITIONS as usize {
+    while at_end.len() < partition_count() as usize {
         ensure!(Instant::now() < deadline, "reading {topic} took too long");
         match c.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -2203,14 +2213,14 @@ fn read_changelog(b: &str, changelog: &str, n: usize) -> Result<f64> {
         .set("max.partition.fetch.bytes", "8388608")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partition_count() {
         tpl.add_partition_offset(changelog, p, Offset::Beginning)?;
     }
     c.assign(&tpl)?;
     let (mut records, mut bytes, mut ended) = (0usize, 0usize, HashSet::new());
     let mut first: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while ended.len() < PARTITIONS as usize {
+    while ended.len() < partition_count() as usize {
         ensure!(
             Instant::now() < deadline,
             "the changelog was not read to its end"
@@ -2240,7 +2250,7 @@ fn end_offsets(b: &str, topics: &[String]) -> Result<Vec<(String, i32, i64)>> {
     let c: BaseConsumer = config(b).create()?;
     let mut ends = Vec::new();
     for t in topics {
-        for p in 0..PARTITIONS {
+        for p in 0..partition_count() {
             let (_, high) = c.fetch_watermarks(t, p, Duration::from_secs(10))?;
             ends.push((t.clone(), p, high));
         }
@@ -2309,7 +2319,7 @@ fn create_topics(b: &str, topics: &[(&str, bool)]) -> Result<()> {
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(t, compact)| {
-            let nt = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1));
+            let nt = NewTopic::new(t, partition_count(), TopicReplication::Fixed(1));
             if *compact {
                 nt.set("cleanup.policy", "compact")
             } else {
@@ -2332,7 +2342,7 @@ fn create_topics(b: &str, topics: &[(&str, bool)]) -> Result<()> {
         loop {
             let md = c.fetch_metadata(Some(t), Duration::from_secs(5))?;
             if md.topics().iter().any(|m| {
-                m.partitions().len() == PARTITIONS as usize
+                m.partitions().len() == partition_count() as usize
                     && m.partitions().iter().all(|p| p.leader() >= 0)
             }) {
                 break;

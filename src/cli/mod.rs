@@ -420,6 +420,14 @@ pub struct RunArgs {
     /// `<group>-<instance>`; with more, task k's is `<group>-<instance>-t<k>`.
     #[arg(long, env = "TERMINUS_TASKS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Operations")]
     pub tasks: u32,
+    /// Most bytes of records the process's consumers prefetch, as librdkafka
+    /// counts them (compressed): a quarter for the input consumers, the rest
+    /// for the changelog restore, each split over the partitions it may
+    /// read. librdkafka's own limit (`queued.max.messages.kbytes`, 64 MiB)
+    /// holds per partition, so without a budget the prefetch grows with the
+    /// partition count. A `--kafka queued.max.messages.kbytes=…` is kept.
+    #[arg(long, env = "TERMINUS_PREFETCH_BYTES", default_value_t = 512 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(16 * 1024 * 1024..=1 << 40), help_heading = "Kafka")]
+    pub prefetch_bytes: u64,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -504,6 +512,7 @@ impl RunArgs {
             output_format: self.output_format,
             schema_registry,
             tasks: self.tasks as usize,
+            prefetch_bytes: self.prefetch_bytes,
         };
         Ok((options, ignored))
     }

@@ -258,6 +258,8 @@ const REJOIN_GRACE: Duration = Duration::from_secs(20);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the topics' partition counts are compared with the start-up ones.
 const LAYOUT_INTERVAL: Duration = Duration::from_secs(10);
+/// The largest fetch of one input partition: librdkafka's default.
+const INPUT_FETCH_BYTES: u64 = 1024 * 1024;
 
 /// Runs the worker until `stop` is set, then commits, leaves the group and
 /// returns. Blocking: call it from a dedicated thread.
@@ -350,7 +352,7 @@ fn run_task(
     } = parts;
     let codec = create_codec(&opts)?;
     let txn = transaction::Transactions::new(opts.clone())?;
-    let restorer = restore::Restorer::new(opts.clone(), stores)?;
+    let restorer = restore::Restorer::new(opts.clone(), stores, partitions)?;
     let pipeline = pipeline::Pipeline::new(opts.clone(), codec, engines, metrics.clone());
     let processor = Arc::new(Mutex::new(Processor::new(
         opts.clone(),
@@ -364,7 +366,7 @@ fn run_task(
     if let Some(gate) = join_gate {
         gate.wait();
     }
-    let mut consumer = subscribe(&opts, &processor)?;
+    let mut consumer = subscribe(&opts, &processor, partitions)?;
     if opts.tasks == 1 {
         info!("worker started");
     } else {
@@ -377,7 +379,7 @@ fn run_task(
                 lock(&processor).stop_after_error();
                 drop(consumer);
                 lock(&processor).resume_after_reset();
-                consumer = subscribe(&opts, &processor)?;
+                consumer = subscribe(&opts, &processor, partitions)?;
             }
             other => break other,
         }
@@ -534,8 +536,9 @@ fn create_codec(opts: &WorkerOptions) -> Result<crate::codec::Codec, WorkerError
 fn subscribe(
     opts: &WorkerOptions,
     processor: &Arc<Mutex<Processor>>,
+    partitions: i32,
 ) -> Result<BaseConsumer<WorkerContext>, WorkerError> {
-    let consumer = create_consumer(opts, processor.clone())?;
+    let consumer = create_consumer(opts, processor.clone(), partitions)?;
     consumer
         .subscribe(&opts.topics.inputs())
         .map_err(|source| WorkerError::Client {
@@ -548,7 +551,23 @@ fn subscribe(
 fn create_consumer(
     opts: &WorkerOptions,
     processor: Arc<Mutex<Processor>>,
+    partitions: i32,
 ) -> Result<BaseConsumer<WorkerContext>, WorkerError> {
+    let context = WorkerContext {
+        processor,
+        topics: opts.topics.clone(),
+    };
+    consumer_config(opts, partitions)
+        .create_with_context(context)
+        .map_err(|source| WorkerError::Client {
+            role: "consumer",
+            source,
+        })
+}
+
+/// The input consumer's configuration, for inputs of `partitions`
+/// partitions each: a task may be handed every partition of every input.
+fn consumer_config(opts: &WorkerOptions, partitions: i32) -> rdkafka::ClientConfig {
     let mut config = opts.kafka.client_config();
     config
         .set("group.id", &opts.group_id)
@@ -595,14 +614,78 @@ fn create_consumer(
         // partition. Half a second keeps that start-up gap short.
         config.set("heartbeat.interval.ms", "500");
     }
-    let context = WorkerContext {
-        processor,
-        topics: opts.topics.clone(),
-    };
+    let inputs = opts.topics.inputs().len() * usize::try_from(partitions).unwrap_or(1);
+    opts.kafka.bound_prefetch(
+        &mut config,
+        opts.input_prefetch_budget(),
+        inputs,
+        INPUT_FETCH_BYTES,
+    );
     config
-        .create_with_context(context)
-        .map_err(|source| WorkerError::Client {
-            role: "consumer",
-            source,
-        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::KafkaSettings;
+
+    fn options(properties: &[(&str, &str)], tasks: usize) -> WorkerOptions {
+        let mut opts = WorkerOptions::new(KafkaSettings {
+            bootstrap_servers: "localhost:9".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        });
+        opts.tasks = tasks;
+        opts
+    }
+
+    fn number(config: &rdkafka::ClientConfig, key: &str) -> u64 {
+        config
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} is not set"))
+    }
+
+    #[test]
+    fn the_input_prefetch_of_all_tasks_stays_within_its_budget() {
+        for tasks in [1, 2, 4] {
+            for partitions in [1, 6, 24, 64] {
+                let opts = options(&[], tasks);
+                let config = consumer_config(&opts, partitions);
+                // Each task's consumer may be handed every partition of the
+                // three inputs (while the other tasks join, or after they
+                // fail).
+                let per_partition = number(&config, "queued.max.messages.kbytes") * 1024
+                    + number(&config, "max.partition.fetch.bytes");
+                let all_tasks = per_partition * 3 * partitions as u64 * tasks as u64;
+                let budget = opts.prefetch_bytes / 4;
+                let floor = crate::kafka::Prefetch::FLOOR_BYTES;
+                if budget / (3 * partitions as u64 * tasks as u64) < 2 * floor {
+                    // Too many partitions for the budget: slivers at the floor.
+                    assert_eq!(
+                        per_partition,
+                        2 * floor,
+                        "{tasks} tasks, {partitions} partitions"
+                    );
+                    continue;
+                }
+                assert!(
+                    all_tasks <= budget && all_tasks >= budget * 9 / 10,
+                    "{tasks} tasks over {partitions} partitions may prefetch {all_tasks} bytes against {budget}"
+                );
+                assert!(number(&config, "max.partition.fetch.bytes") <= INPUT_FETCH_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn an_operators_prefetch_settings_are_kept_for_the_inputs() {
+        let opts = options(&[("queued.max.messages.kbytes", "65536")], 1);
+        let config = consumer_config(&opts, 24);
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("65536"));
+        // The fetch size the operator left alone is still bounded.
+        assert!(number(&config, "max.partition.fetch.bytes") <= INPUT_FETCH_BYTES);
+    }
 }

@@ -98,6 +98,9 @@ pub type Progress<'a> = dyn FnMut(&[(i32, i64)]) + 'a;
 
 /// Changelog records applied to a store per write batch.
 const RESTORE_BATCH: usize = 5000;
+/// The largest fetch of one changelog partition (librdkafka's default is
+/// 1 MiB): a restore is a bulk read.
+const RESTORE_FETCH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// One partition's restore under way.
 struct Plan {
@@ -163,23 +166,39 @@ pub struct Restorer {
     warming: bool,
 }
 
+/// The restore consumer's configuration, for a changelog of `partitions`
+/// partitions: it may be asked to read every one of them at once.
+fn restore_consumer_config(opts: &WorkerOptions, partitions: i32) -> rdkafka::ClientConfig {
+    let mut config = opts.kafka.client_config();
+    config
+        .set("group.id", format!("{}-restore", opts.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        // Restore reads to the end and stops: don't let the broker hold
+        // an empty fetch for the default 500 ms.
+        .set("fetch.wait.max.ms", "10")
+        .set("auto.offset.reset", "earliest");
+    // Big fetches, a restore being a bulk read, within its share of the
+    // prefetch budget.
+    opts.kafka.bound_prefetch(
+        &mut config,
+        opts.restore_prefetch_budget(),
+        usize::try_from(partitions).unwrap_or(1),
+        RESTORE_FETCH_BYTES,
+    );
+    config
+}
+
 impl Restorer {
     /// # Errors
     /// [`WorkerError::Client`] when a consumer cannot be created.
-    pub fn new(opts: Arc<WorkerOptions>, stores: Stores) -> Result<Self, WorkerError> {
-        let mut config = opts.kafka.client_config();
-        config
-            .set("group.id", format!("{}-restore", opts.group_id))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            // Restore reads to the end and stops: don't let the broker hold
-            // an empty fetch for the default 500 ms.
-            .set("fetch.wait.max.ms", "10")
-            // Big fetches: a restore is a bulk read.
-            .set("max.partition.fetch.bytes", "8388608")
-            .set("auto.offset.reset", "earliest");
-        let consumer = config
+    pub fn new(
+        opts: Arc<WorkerOptions>,
+        stores: Stores,
+        partitions: i32,
+    ) -> Result<Self, WorkerError> {
+        let consumer = restore_consumer_config(&opts, partitions)
             .create_with_context(RestoreContext)
             .map_err(|source| WorkerError::Client {
                 role: "changelog restore consumer",
@@ -212,10 +231,14 @@ impl Restorer {
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn for_warm_up(opts: Arc<WorkerOptions>, stores: Stores) -> Result<Self, WorkerError> {
+    pub fn for_warm_up(
+        opts: Arc<WorkerOptions>,
+        stores: Stores,
+        partitions: i32,
+    ) -> Result<Self, WorkerError> {
         Ok(Restorer {
             warming: true,
-            ..Restorer::new(opts, stores)?
+            ..Restorer::new(opts, stores, partitions)?
         })
     }
 
@@ -739,7 +762,65 @@ mod tests {
         let mut opts = WorkerOptions::new(KafkaSettings::default());
         opts.state_store = StoreKind::Disk;
         // The clients are created, never used: nothing connects.
-        Restorer::new(Arc::new(opts), Stores::Disk(db.clone())).expect("restorer")
+        Restorer::new(Arc::new(opts), Stores::Disk(db.clone()), 6).expect("restorer")
+    }
+
+    fn restore_config(properties: &[(&str, &str)], partitions: i32) -> rdkafka::ClientConfig {
+        let kafka = KafkaSettings {
+            bootstrap_servers: "localhost:9".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        restore_consumer_config(&WorkerOptions::new(kafka), partitions)
+    }
+
+    fn prefetched(config: &rdkafka::ClientConfig, partitions: u64) -> u64 {
+        let number = |key| -> u64 {
+            config
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key} is not set"))
+        };
+        (number("queued.max.messages.kbytes") * 1024 + number("max.partition.fetch.bytes"))
+            * partitions
+    }
+
+    #[test]
+    fn the_restore_prefetch_stays_within_its_budget_whatever_the_partition_count() {
+        let budget = WorkerOptions::new(KafkaSettings::default()).restore_prefetch_budget();
+        for partitions in [1, 6, 24, 96] {
+            let config = restore_config(&[], partitions);
+            let held = prefetched(&config, partitions as u64);
+            assert!(
+                held <= budget && held >= budget * 9 / 10,
+                "{partitions} partitions may prefetch {held} bytes against a budget of {budget}"
+            );
+        }
+        // Few partitions: big fetches, a restore being a bulk read.
+        let one = restore_config(&[], 1);
+        assert_eq!(one.get("max.partition.fetch.bytes"), Some("8388608"));
+        // A full queue is fetched again soon, not after librdkafka's 1 s.
+        assert_eq!(
+            one.get("fetch.queue.backoff.ms"),
+            Some(crate::kafka::FETCH_QUEUE_BACKOFF_MS)
+        );
+    }
+
+    #[test]
+    fn an_operators_prefetch_settings_are_kept_for_the_restore() {
+        let config = restore_config(
+            &[
+                ("queued.max.messages.kbytes", "4096"),
+                ("max.partition.fetch.bytes", "1048576"),
+            ],
+            24,
+        );
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(config.get("max.partition.fetch.bytes"), Some("1048576"));
+        let backoff = restore_config(&[("fetch.queue.backoff.ms", "500")], 24);
+        assert_eq!(backoff.get("fetch.queue.backoff.ms"), Some("500"));
     }
 
     #[test]

@@ -123,7 +123,7 @@ fn read_passes(
     progress: &mut Progress<'_>,
 ) -> Result<Warmed, WorkerError> {
     let all: Vec<i32> = (0..partitions).collect();
-    let mut restorer = Restorer::for_warm_up(opts.clone(), stores.clone())?;
+    let mut restorer = Restorer::for_warm_up(opts.clone(), stores.clone(), partitions)?;
     let mut warmed = Warmed::default();
     while warmed.passes < MAX_PASSES && !stop.load(Ordering::Relaxed) {
         warmed.passes += 1;
