@@ -26,40 +26,6 @@ impl KafkaSettings {
         }
         config
     }
-
-    /// Whether the operator set librdkafka property `key` (`--kafka`,
-    /// `KAFKA_*`): then the worker's own choice of it gives way.
-    pub fn has(&self, key: &str) -> bool {
-        self.properties.iter().any(|(k, _)| k == key)
-    }
-
-    /// Bounds what a consumer that may read `partitions` partitions
-    /// prefetches to about `budget` bytes; properties the operator set are
-    /// kept. See [`Prefetch`].
-    pub fn bound_prefetch(
-        &self,
-        config: &mut ClientConfig,
-        budget: u64,
-        partitions: usize,
-        largest_fetch: u64,
-    ) {
-        let limits = Prefetch::within(budget, partitions, largest_fetch);
-        if !self.has("queued.max.messages.kbytes") {
-            config.set(
-                "queued.max.messages.kbytes",
-                limits.queue_kbytes.to_string(),
-            );
-        }
-        if !self.has("max.partition.fetch.bytes") && !self.has("fetch.message.max.bytes") {
-            config.set("max.partition.fetch.bytes", limits.fetch_bytes.to_string());
-        }
-        if !self.has("fetch.queue.backoff.ms") {
-            // A partition whose queue is full is fetched again only after
-            // this long (1 s by default): with bounded queues a restore of
-            // 24 partitions read 31,101 records/s instead of 116,000.
-            config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-        }
-    }
 }
 
 /// How soon a partition whose prefetch queue was full is fetched again.
@@ -93,6 +59,29 @@ impl Prefetch {
         Prefetch {
             queue_kbytes: queue / 1024,
             fetch_bytes,
+        }
+    }
+
+    /// Sets these limits on `config`, a client configuration that already
+    /// carries the operator's properties: a value the operator gave stays,
+    /// as with the producer's retry backoff.
+    pub fn set_unless_given(&self, config: &mut ClientConfig) {
+        let given =
+            |config: &ClientConfig, keys: &[&str]| keys.iter().any(|k| config.get(k).is_some());
+        if !given(config, &["queued.max.messages.kbytes"]) {
+            config.set("queued.max.messages.kbytes", self.queue_kbytes.to_string());
+        }
+        if !given(
+            config,
+            &["max.partition.fetch.bytes", "fetch.message.max.bytes"],
+        ) {
+            config.set("max.partition.fetch.bytes", self.fetch_bytes.to_string());
+        }
+        if !given(config, &["fetch.queue.backoff.ms"]) {
+            // A partition whose queue is full is fetched again only after
+            // this long (1 s by default): with bounded queues a restore of
+            // 24 partitions read 31,101 records/s instead of 116,000.
+            config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         }
     }
 

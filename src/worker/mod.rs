@@ -615,12 +615,8 @@ fn consumer_config(opts: &WorkerOptions, partitions: i32) -> rdkafka::ClientConf
         config.set("heartbeat.interval.ms", "500");
     }
     let inputs = opts.topics.inputs().len() * usize::try_from(partitions).unwrap_or(1);
-    opts.kafka.bound_prefetch(
-        &mut config,
-        opts.input_prefetch_budget(),
-        inputs,
-        INPUT_FETCH_BYTES,
-    );
+    crate::kafka::Prefetch::within(opts.input_prefetch_budget(), inputs, INPUT_FETCH_BYTES)
+        .set_unless_given(&mut config);
     config
 }
 

@@ -181,12 +181,12 @@ fn restore_consumer_config(opts: &WorkerOptions, partitions: i32) -> rdkafka::Cl
         .set("auto.offset.reset", "earliest");
     // Big fetches, a restore being a bulk read, within its share of the
     // prefetch budget.
-    opts.kafka.bound_prefetch(
-        &mut config,
+    crate::kafka::Prefetch::within(
         opts.restore_prefetch_budget(),
         usize::try_from(partitions).unwrap_or(1),
         RESTORE_FETCH_BYTES,
-    );
+    )
+    .set_unless_given(&mut config);
     config
 }
 
