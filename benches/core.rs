@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use terminus::contract::{InputEnvelope, decode_envelope};
 use terminus::domain::{CustomerState, Input, Policy, decide, ids};
-use terminus::engine::Engine;
+use terminus::engine::{Engine, StateStore};
+use terminus::store::DiskDb;
 use terminus::time::Timestamp;
 
 const CUSTOMERS: usize = 10_000;
@@ -98,18 +99,30 @@ fn journeys(n: usize) -> Journeys {
 
 /// One full run of every journey through an engine; returns the outputs count.
 fn run_engine(j: &Journeys, policy: &Arc<Policy>) -> usize {
-    let mut engine = Engine::new(Arc::clone(policy));
+    run_journeys(j, &mut Engine::new(Arc::clone(policy)), false)
+}
+
+/// Every journey through `engine`, committed batch by batch; with
+/// `encode`, each batch's states are encoded for the changelog first, as the
+/// worker does.
+fn run_journeys<S: StateStore>(j: &Journeys, engine: &mut Engine<S>, encode: bool) -> usize {
     let mut outputs = 0;
+    let commit = |engine: &mut Engine<S>| {
+        if encode {
+            black_box(engine.encoded_changes().len());
+        }
+        engine.commit();
+    };
     for env in &j.requests {
         outputs += engine.handle(env, t0()).outputs.len();
     }
-    engine.commit();
+    commit(engine);
     outputs += engine.fire_due(j.effective).len();
-    engine.commit();
+    commit(engine);
     for env in &j.completions {
         outputs += engine.handle(env, j.done_at).outputs.len();
     }
-    engine.commit();
+    commit(engine);
     outputs
 }
 
@@ -284,6 +297,22 @@ fn print_rates() {
     rate("engine (store, timer index, undo log)", &mut || {
         run_engine(&j, &policy)
     });
+    // The stores behind the seam, as the worker uses them: states encoded
+    // for the changelog at each commit. The disk store is wiped before each
+    // round so that every journey starts anew, as a new engine does.
+    rate("engine, memory store, changelog encoding", &mut || {
+        run_journeys(&j, &mut Engine::new(Arc::clone(&policy)), true)
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = DiskDb::open(dir.path(), "bench").expect("disk store");
+    let mut disk = Engine::with_store(Arc::clone(&policy), db.partition(0).expect("partition"));
+    rate(
+        "engine, disk store (fjall), changelog encoding",
+        &mut || {
+            disk.store_mut().wipe().expect("wipe");
+            run_journeys(&j, &mut disk, true)
+        },
+    );
     rate("decide alone", &mut || {
         (0..CUSTOMERS).map(|i| run_decide(&j, i, &policy)).sum()
     });

@@ -2,7 +2,8 @@
 //! the real broker: instances join and leave, the broker's range assignor
 //! keeps each partition number's three input topics with one member (the
 //! worker refuses any other assignment), partitions that stay are neither
-//! revoked nor restored again, and the outputs equal the simulator's.
+//! revoked nor restored again and their fetch restarts at once, and the
+//! outputs equal the simulator's.
 
 mod common;
 
@@ -72,6 +73,14 @@ async fn instances_join_and_leave_and_partitions_that_stay_keep_going() {
     assert!(
         a_log.iter().any(|(m, _)| m == "partitions revoked"),
         "a gave partitions to the newcomers: {a_log:?}"
+    );
+    // A rebalance that only took partitions away leaves the kept ones'
+    // fetchers idle until librdkafka's broker thread wakes on its own, up
+    // to a second later (Processor::wake_fetchers): the worker restarts them.
+    let a_text = std::fs::read_to_string(rig.log_dir.join("a.log")).unwrap_or_default();
+    assert!(
+        a_text.contains("fetch of the kept partitions restarted after an incremental rebalance"),
+        "a restarted the fetch of the partitions it kept when b joined"
     );
     // The broker describes a KIP-848 group's members to the newcomers, so
     // they warm their stores before joining (tests/state_store.rs).

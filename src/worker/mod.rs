@@ -149,10 +149,15 @@ impl ConsumerContext for WorkerContext {
 
     /// The assignment is in place: hold back the input of partitions still
     /// being restored, so the loop can read their changelog between records
-    /// of the others.
+    /// of the others; after an incremental rebalance that only took
+    /// partitions away, have the loop restart the kept ones' fetch.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
-            lock(&self.processor).pause_restoring(consumer);
+        if let Rebalance::Assign(added) = rebalance {
+            let mut processor = lock(&self.processor);
+            processor.pause_restoring(consumer);
+            if added.count() == 0 {
+                processor.rebalanced_without_new_partitions();
+            }
         }
     }
 }
@@ -480,6 +485,7 @@ fn run_loop(
         if let Err(e) = p.resume_restored(consumer) {
             p.recover(consumer, e)?;
         }
+        p.wake_fetchers(consumer);
         if timer_backlog || last_tick.elapsed() >= opts.timer_interval {
             last_tick = Instant::now();
             match p.fire_timers(Timestamp::now()) {
