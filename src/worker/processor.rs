@@ -811,7 +811,10 @@ impl Processor {
                     restarted.insert(partition);
                 }
                 Err(e) => {
-                    warn!(error = %e, topic = %topic, partition, "cannot restart the fetch of a kept partition; librdkafka resumes it within a second");
+                    // The others would most likely wait as long: leave
+                    // them to librdkafka too rather than hold the loop.
+                    warn!(error = %e, topic = %topic, partition, "cannot restart the fetch of a kept partition; librdkafka resumes the kept partitions within a second");
+                    break;
                 }
             }
         }
@@ -951,8 +954,6 @@ impl Processor {
     }
 }
 
-/// Seeks a partition, retrying a few times: a rewind that does not happen
-/// would skip records, so a lasting failure resets the consumer instead.
 /// The input partitions with a known position, except those `held` back
 /// (being restored or waiting to resume): where their fetch may restart.
 fn fetch_positions(
@@ -971,6 +972,8 @@ fn fetch_positions(
         .collect()
 }
 
+/// Seeks a partition, retrying a few times: a rewind that does not happen
+/// would skip records, so a lasting failure resets the consumer instead.
 fn seek<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
