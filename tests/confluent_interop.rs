@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::rig::{Rig, Running, envelope, simulate, stop};
+use common::rig::{Rig, envelope, simulate, stop};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -165,7 +165,7 @@ async fn confluent_python_serializers_and_the_worker_read_each_other() {
     assert_eq!(registry.versions(&format!("{decisions}-value")).len(), 1);
     assert_eq!(registry.versions(&format!("{lifecycle}-value")).len(), 1);
 
-    let mut worker = Running(rig.spawn("a"));
+    let mut worker = rig.spawn("a");
     common::produce(&decisions, &[("CI-1", fraud_bytes.as_slice())]).await;
     common::produce(
         &lifecycle,
@@ -201,7 +201,7 @@ async fn confluent_python_serializers_and_the_worker_read_each_other() {
         }
     }
     let dead = rig.dead_letters().await;
-    stop(&mut worker.0);
+    stop(&mut worker);
     assert!(
         dead.is_empty(),
         "no dead letters, got {:?}",

@@ -8,7 +8,7 @@ mod common;
 use common::free_port;
 
 use common::bootstrap;
-use common::rig::{Rig, Running, envelope, stop};
+use common::rig::{Rig, envelope, stop};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,8 +41,7 @@ fn inspect_json(rig: &Rig, args: &[&str]) -> Value {
 async fn support_staff_ask_about_one_customer_online_and_offline() {
     let rig = Rig::new("inspect").await;
     let port = free_port();
-    let mut worker =
-        Running(rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{port}")]));
+    let mut worker = rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{port}")]);
     let now = terminus::time::Timestamp::now().to_rfc3339();
     rig.produce(&[
         envelope(
@@ -127,7 +126,7 @@ async fn support_staff_ask_about_one_customer_online_and_offline() {
     );
 
     // Offline: the worker stopped, the changelog tells the same.
-    stop(&mut worker.0);
+    stop(&mut worker);
     let offline = inspect_json(&rig, &["X-FRAUD", "--from-changelog"]);
     assert!(
         offline["source"]

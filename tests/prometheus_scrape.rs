@@ -21,7 +21,7 @@ mod common;
 
 use common::free_port;
 
-use common::rig::{Rig, Running, envelope, stop};
+use common::rig::{Rig, envelope, stop};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -141,8 +141,7 @@ async fn prometheus_scrapes_the_worker_and_an_alert_fires_on_live_data() {
     };
     let rig = Rig::new("prom").await;
     let admin = free_port();
-    let mut worker =
-        Running(rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{admin}")]));
+    let mut worker = rig.spawn_with("a", &["--admin-addr".into(), format!("127.0.0.1:{admin}")]);
     let admin_url = format!("http://127.0.0.1:{admin}");
     wait_for("/readyz 200", Duration::from_secs(60), || {
         (get(&format!("{admin_url}/readyz")).0 == 200).then_some(())
@@ -290,5 +289,5 @@ async fn prometheus_scrapes_the_worker_and_an_alert_fires_on_live_data() {
     };
     assert_eq!(alert["labels"]["topic"], rig.topic("lifecycle"));
     assert_eq!(alert["labels"]["severity"], "warning");
-    stop(&mut worker.0);
+    stop(&mut worker);
 }

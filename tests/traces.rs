@@ -16,7 +16,7 @@ mod common;
 
 use common::free_port;
 
-use common::rig::{Rig, Running, stop};
+use common::rig::{Rig, stop};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -164,7 +164,7 @@ exporters:
             "deployment.environment=test,service.namespace=bss".into(),
         ),
     ];
-    let mut worker = Running(rig.spawn("a"));
+    let mut worker = rig.spawn("a");
     let now = terminus::time::Timestamp::now().to_rfc3339();
     let fraud = common::rig::envelope(
         "t-1",
@@ -180,7 +180,7 @@ exporters:
     )
     .await;
     rig.wait_caught_up(Duration::from_secs(60)).await;
-    stop(&mut worker.0); // flushes the exporter
+    stop(&mut worker); // flushes the exporter
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let trace = loop {

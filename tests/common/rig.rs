@@ -106,12 +106,13 @@ impl Rig {
         self.log_dir.join(format!("state-{instance}"))
     }
 
-    pub fn spawn(&self, instance: &str) -> Child {
+    /// Starts a worker, which is killed if the test ends without stopping it.
+    pub fn spawn(&self, instance: &str) -> Running {
         self.spawn_with(instance, &[])
     }
 
     /// Like [`spawn`](Self::spawn), with extra flags for this instance only.
-    pub fn spawn_with(&self, instance: &str, extra: &[String]) -> Child {
+    pub fn spawn_with(&self, instance: &str, extra: &[String]) -> Running {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -155,6 +156,7 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
+            .map(Running)
             .expect("spawn terminus run")
     }
 
@@ -318,8 +320,23 @@ pub fn high_watermarks(topic: &str) -> Option<Vec<(i32, i64)>> {
 }
 
 /// A worker process that is killed when dropped, so that a failing test
-/// leaves no worker behind (stop it with [`stop`] for a graceful end).
+/// leaves no worker behind (stop it with [`stop`] for a graceful end). A
+/// worker left running after a panic once went on consuming and competing
+/// for the two cores with the benchmarks run after it.
 pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
