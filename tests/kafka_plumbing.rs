@@ -452,3 +452,103 @@ async fn large_records_pass_on_a_topic_that_allows_them() {
     assert_eq!(got[1].value, b"{}");
     delete_topics(&[&topic]).await;
 }
+
+/// librdkafka can drop an application's resume that races its own fetch
+/// start for a new assignment, and the partition then stays paused with no
+/// error (confluentinc/librdkafka #5591): once, a worker never fetched one
+/// input partition after its restore. Here a real consumer is put in that
+/// state (partition 1 paused and positioned, its resume never arriving) beside
+/// a partition resumed properly. The records of the paused one do not come;
+/// the worker's resume check tells the two apart by the absence of a fetch,
+/// and resuming it again brings its records, each once, with nothing of the
+/// healthy partition read twice.
+#[tokio::test]
+async fn a_partition_whose_resume_was_lost_is_found_by_the_resume_check_and_fetched() {
+    use rdkafka::Message;
+    use terminus::worker::resume_check::{self, ResumeChecks, Resumed};
+
+    let topic = unique("resume-check");
+    create_topics(&[&topic], 2, &[]).await;
+    let keys: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
+    let mut expected = [0usize; 2];
+    for key in &keys {
+        expected[terminus::kafka::partition_for_key(key.as_bytes(), 2) as usize] += 1;
+    }
+    assert!(
+        expected.iter().all(|n| *n > 0),
+        "both partitions get records: {expected:?}"
+    );
+    let records: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), k.as_bytes())).collect();
+    produce(&topic, &records).await;
+
+    let consumer: BaseConsumer =
+        consumer_config(&unique("resume-check-group"), Isolation::ReadCommitted)
+            .create()
+            .expect("consumer");
+    let mut both = TopicPartitionList::new();
+    both.add_partition(&topic, 0);
+    both.add_partition(&topic, 1);
+    consumer.assign(&both).expect("assign");
+    // As the worker does: pause right after the assignment (the restore
+    // runs), then resume and seek each partition to the group's offset.
+    consumer.pause(&both).expect("pause");
+    let _ = consumer.poll(Duration::from_millis(300));
+    let mut first = TopicPartitionList::new();
+    first.add_partition(&topic, 0);
+    consumer.resume(&first).expect("resume partition 0");
+    let mut checks = ResumeChecks::default();
+    let mut resumed = Vec::new();
+    for p in [0, 1] {
+        consumer
+            .seek(&topic, p, Offset::Beginning, Duration::from_secs(10))
+            .expect("seek");
+        resumed.push(Resumed {
+            topic: topic.clone(),
+            partition: p,
+            at: Offset::Beginning,
+            seen: resume_check::cached_watermarks(&consumer, &topic, p),
+        });
+    }
+    let started = Instant::now();
+    checks.expect(resumed, started);
+
+    let mut got = [0usize; 2];
+    let poll_until = |got: &mut [usize; 2], until: Instant| {
+        while Instant::now() < until {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                got[m.partition() as usize] += 1;
+            }
+        }
+    };
+    poll_until(&mut got, started + resume_check::CHECK_AFTER);
+    assert_eq!(
+        got,
+        [expected[0], 0],
+        "partition 0 flows, the paused partition 1 does not"
+    );
+
+    let positions = consumer.position().expect("positions");
+    let stale = checks.take_unfetched(Instant::now(), |r| {
+        let position = positions
+            .find_partition(&r.topic, r.partition)
+            .map_or(Offset::Invalid, |e| e.offset());
+        resume_check::unfetched(
+            r,
+            resume_check::cached_watermarks(&consumer, &r.topic, r.partition),
+            position,
+        )
+    });
+    assert_eq!(
+        stale.iter().map(|r| r.partition).collect::<Vec<_>>(),
+        vec![1],
+        "only the partition with no fetch since its resume is found"
+    );
+    resume_check::resume_again(&consumer, &stale).expect("resume again");
+    let deadline = Instant::now() + WAIT;
+    while got[1] < expected[1] && Instant::now() < deadline {
+        poll_until(&mut got, Instant::now() + Duration::from_millis(200));
+    }
+    poll_until(&mut got, Instant::now() + IDLE);
+    assert_eq!(got, expected, "each record once, the lost partition's too");
+    delete_topics(&[&topic]).await;
+}

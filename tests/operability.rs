@@ -71,6 +71,7 @@ async fn health_readiness_metrics_lag_and_queries() {
         "terminus_end_to_end_latency_seconds_bucket",
         "terminus_transaction_commit_seconds_bucket",
         "terminus_rebalances_total",
+        "terminus_fetch_restarts_total",
         "terminus_restore_seconds_count",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");

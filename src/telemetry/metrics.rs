@@ -20,6 +20,9 @@ thread_local! {
     static TASK: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Why the worker restarted an input partition's fetch itself.
+pub const FETCH_RESTART_REASONS: [&str; 2] = ["kept_after_rebalance", "unfetched_after_resume"];
+
 /// Marks the current thread as processing task `task`'s (see [`Metrics`]).
 pub fn set_current_task(task: usize) {
     TASK.with(|t| t.set(task));
@@ -93,6 +96,7 @@ pub struct Metrics {
     commit_duration: Histogram,
     transactions: Family<Labels, Counter>,
     rebalances: Family<Labels, Counter>,
+    fetch_restarts: Family<Labels, Counter>,
     restore_duration: Histogram,
     records_restored: Counter,
     restore_remaining: Family<Labels, Gauge>,
@@ -128,6 +132,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             transactions: Family::default(),
             rebalances: Family::default(),
+            fetch_restarts: Family::default(),
             restore_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             records_restored: Counter::default(),
             restore_remaining: Family::default(),
@@ -164,6 +169,11 @@ impl Metrics {
         }
         for kind in ["assign", "revoke", "lost"] {
             let _ = m.rebalances.get_or_create(&labels(&[("kind", kind)]));
+        }
+        for reason in FETCH_RESTART_REASONS {
+            let _ = m
+                .fetch_restarts
+                .get_or_create(&labels(&[("reason", reason)]));
         }
         registry.register(
             "consumer_lag",
@@ -219,6 +229,11 @@ impl Metrics {
             "rebalances",
             "Consumer group rebalance callbacks, by kind (assign, revoke, lost)",
             m.rebalances.clone(),
+        );
+        registry.register(
+            "fetch_restarts",
+            "Input partitions whose fetch the worker restarted itself, by reason: `kept_after_rebalance` (an incremental rebalance left them idle), `unfetched_after_resume` (no fetch followed their resume after a restore)",
+            m.fetch_restarts.clone(),
         );
         registry.register(
             "restore_seconds",
@@ -411,6 +426,13 @@ impl Metrics {
         self.rebalances
             .get_or_create(&labels(&[("kind", kind)]))
             .inc();
+    }
+
+    /// `reason`: one of [`FETCH_RESTART_REASONS`].
+    pub fn fetch_restarted(&self, reason: &str, partitions: usize) {
+        self.fetch_restarts
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(partitions as u64);
     }
 
     pub fn restored(&self, seconds: f64, records: u64) {

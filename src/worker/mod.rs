@@ -23,6 +23,7 @@ pub mod pipeline;
 mod processor;
 pub mod records;
 mod restore;
+pub mod resume_check;
 pub mod tasks;
 mod tracing_context;
 pub mod transaction;
@@ -486,6 +487,9 @@ fn run_loop(
             p.recover(consumer, e)?;
         }
         p.wake_fetchers(consumer);
+        if let Err(e) = p.check_resumed(consumer) {
+            p.recover(consumer, e)?;
+        }
         if timer_backlog || last_tick.elapsed() >= opts.timer_interval {
             last_tick = Instant::now();
             match p.fire_timers(Timestamp::now()) {

@@ -7,6 +7,7 @@ use super::options::WorkerOptions;
 use super::pipeline::{Pipeline, PipelineError};
 use super::records::{InputRecord, Kind, Outgoing};
 use super::restore::Restorer;
+use super::resume_check::{self, ResumeChecks, Resumed};
 use super::transaction::{SendError, Transactions, TxnState};
 use crate::contract::DeadLetterReason;
 use crate::telemetry::{Metrics, Status};
@@ -121,6 +122,8 @@ pub struct Processor {
     /// An incremental rebalance paused and resumed the kept partitions'
     /// fetchers without starting any new one (see [`Self::wake_fetchers`]).
     fetchers_idle: bool,
+    /// Resumed input partitions to check for a fetch (see [`resume_check`]).
+    resume_checks: ResumeChecks,
 }
 
 impl Processor {
@@ -152,6 +155,7 @@ impl Processor {
             to_resume: Vec::new(),
             resume_retry: None,
             fetchers_idle: false,
+            resume_checks: ResumeChecks::default(),
         }
     }
 
@@ -470,6 +474,7 @@ impl Processor {
         self.restorer.drop_partitions(&restoring);
         self.to_resume.clear();
         self.resume_retry = None;
+        self.resume_checks.clear();
         self.status.set_restoring(false);
         self.poisoned = false;
         self.fatal = None;
@@ -619,6 +624,7 @@ impl Processor {
         self.pipeline.release(&gone);
         self.restorer.drop_partitions(&gone);
         self.to_resume.retain(|p| !partitions.contains(p));
+        self.resume_checks.forget(&gone);
         if self.restorer.is_idle() {
             self.status.set_restoring(false);
         }
@@ -742,6 +748,7 @@ impl Processor {
             }
         };
         self.resume_retry = None;
+        let mut resumed = Vec::new();
         for e in committed.elements() {
             let key = (e.topic().to_owned(), e.partition());
             let group_offset = match e.offset() {
@@ -757,7 +764,79 @@ impl Processor {
             }
             let to = group_offset.map_or(Offset::Beginning, Offset::Offset);
             seek(consumer, e.topic(), e.partition(), to)?;
+            resumed.push(Resumed {
+                topic: e.topic().to_owned(),
+                partition: e.partition(),
+                at: to,
+                seen: resume_check::cached_watermarks(consumer, e.topic(), e.partition()),
+            });
         }
+        self.resume_checks.expect(resumed, Instant::now());
+        Ok(())
+    }
+
+    /// Resumes again the input partitions that were not fetched since their
+    /// resume: librdkafka can drop a resume that races its own fetch start
+    /// (see [`resume_check`]).
+    ///
+    /// # Errors
+    /// [`WorkerError::Reset`] when librdkafka refuses to resume or position
+    /// one of them: the consumer is recreated, which assigns it afresh.
+    pub fn check_resumed<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), WorkerError> {
+        let now = Instant::now();
+        if !self.resume_checks.any_due(now) || self.status.pause_requested() {
+            return Ok(());
+        }
+        // Without the positions a partition that handed out records could
+        // look unfetched, and its seek would read them twice: wait.
+        let Ok(positions) = consumer.position() else {
+            return Ok(());
+        };
+        let mut held: BTreeSet<i32> = self.restoring().into_iter().collect();
+        held.extend(self.to_resume.iter().copied());
+        let (consumed, committed) = (&self.batch.consumed, &self.committed);
+        let stale = self.resume_checks.take_unfetched(now, |r| {
+            let key = (r.topic.clone(), r.partition);
+            // A commit since the resume moved the group's offset past `at`
+            // (a rewind after an abort then resets the position too).
+            let uncommitted = match r.at {
+                Offset::Offset(o) => committed.get(&key) == Some(&o),
+                _ => !committed.contains_key(&key),
+            };
+            uncommitted
+                && !held.contains(&r.partition)
+                && !consumed.iter().any(|(k, _)| *k == key)
+                && positions
+                    .find_partition(&r.topic, r.partition)
+                    .is_some_and(|e| {
+                        resume_check::unfetched(
+                            r,
+                            resume_check::cached_watermarks(consumer, &r.topic, r.partition),
+                            e.offset(),
+                        )
+                    })
+        });
+        if stale.is_empty() {
+            return Ok(());
+        }
+        resume_check::resume_again(consumer, &stale).map_err(|(topic, partition, e)| {
+            WorkerError::Reset(format!(
+                "cannot resume {topic}[{partition}], unfetched since its resume: {e}"
+            ))
+        })?;
+        self.metrics
+            .fetch_restarted("unfetched_after_resume", stale.len());
+        let names: Vec<String> = stale
+            .iter()
+            .map(|r| format!("{}[{}]", r.topic, r.partition))
+            .collect();
+        // Never fetched at all (no watermarks cached) points at a lost
+        // resume; the others may be idle partitions assigned here before.
+        let never_fetched = stale.iter().filter(|r| r.seen.is_none()).count();
+        info!(partitions = ?names, never_fetched, "input partitions showed no fetch since their resume (idle, or the resume was lost in librdkafka); resumed them again");
         Ok(())
     }
 
@@ -803,12 +882,13 @@ impl Processor {
         let mut held: BTreeSet<i32> = self.restoring().into_iter().collect();
         held.extend(self.to_resume.iter().copied());
         let inputs = self.opts.topics.inputs();
-        let mut restarted = BTreeSet::new();
+        let (mut restarted, mut seeks) = (BTreeSet::new(), 0);
         for (topic, partition, offset) in fetch_positions(&positions, &inputs, &held) {
             let restart = Offset::Offset(offset);
             match consumer.seek(&topic, partition, restart, Duration::from_secs(1)) {
                 Ok(()) => {
                     restarted.insert(partition);
+                    seeks += 1;
                 }
                 Err(e) => {
                     // The others would most likely wait as long: leave
@@ -819,6 +899,7 @@ impl Processor {
             }
         }
         if !restarted.is_empty() {
+            self.metrics.fetch_restarted("kept_after_rebalance", seeks);
             info!(partitions = ?restarted, "fetch of the kept partitions restarted after an incremental rebalance");
         }
     }
@@ -894,7 +975,7 @@ impl Processor {
                     InputPhase::Consuming
                 };
                 let source = lag_source(paused, phase, || {
-                    cached_watermarks(consumer, e.topic(), e.partition())
+                    resume_check::cached_watermarks(consumer, e.topic(), e.partition())
                 });
                 (e.topic().to_owned(), p, source)
             })
@@ -1118,30 +1199,6 @@ fn lag_source(
             cached().map_or(LagSource::Skip, |(low, high)| LagSource::Cached(low, high))
         }
     }
-}
-
-/// The low and high watermarks librdkafka last saw in a fetch response for
-/// this partition (no request), or None before the first fetch.
-fn cached_watermarks<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-) -> Option<(i64, i64)> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: a live client handle, a NUL-terminated topic name and two
-    // out-pointers; rd_kafka_get_watermark_offsets only reads cached state.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some((low, high))
 }
 
 #[cfg(test)]
