@@ -6,21 +6,17 @@
 //!
 //! Runs its own broker on port 19498, started and stopped here.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PORT: &str = "19498";
 
 fn kafka(action: &str) -> Command {
-    let mut command = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka"));
-    command
-        .arg(action)
-        .env("KAFKA_SECURITY", "plaintext")
-        .env("KAFKA_PORT", PORT)
-        .env("KAFKA_CONTROLLER_PORT", "19499")
-        .env("KAFKA_STOP_TIMEOUT", "2");
+    let mut command = common::broker::kafka_command(action, PORT);
+    command.env("KAFKA_STOP_TIMEOUT", "2");
     command
 }
 

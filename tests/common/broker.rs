@@ -9,13 +9,23 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-pub fn kafka(action: &str, port: &str) {
+/// `scripts/kafka <action>` for the plaintext broker on `port` (its
+/// controller on the next port), to add settings to or run.
+pub fn kafka_command(action: &str, port: &str) -> Command {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
     let controller = (port.parse::<u32>().expect("port") + 1).to_string();
-    let status = Command::new(script)
+    let mut command = Command::new(script);
+    command
         .arg(action)
+        .env("KAFKA_SECURITY", "plaintext")
         .env("KAFKA_PORT", port)
-        .env("KAFKA_CONTROLLER_PORT", controller)
+        .env("KAFKA_CONTROLLER_PORT", controller);
+    command
+}
+
+/// Runs `scripts/kafka <action>` for the broker on `port`; it must succeed.
+pub fn kafka(action: &str, port: &str) {
+    let status = kafka_command(action, port)
         .status()
         .expect("run scripts/kafka");
     assert!(status.success(), "scripts/kafka {action} failed");
