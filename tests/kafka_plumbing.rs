@@ -506,7 +506,7 @@ async fn a_partition_whose_resume_was_lost_is_found_by_the_resume_check_and_fetc
             topic: topic.clone(),
             partition: p,
             at: Offset::Beginning,
-            seen: resume_check::cached_watermarks(&consumer, &topic, p),
+            seen: terminus::kafka::cached_watermarks(&consumer, &topic, p),
         });
     }
     let started = Instant::now();
@@ -534,7 +534,7 @@ async fn a_partition_whose_resume_was_lost_is_found_by_the_resume_check_and_fetc
             .map_or(Offset::Invalid, |e| e.offset());
         resume_check::unfetched(
             r,
-            resume_check::cached_watermarks(&consumer, &r.topic, r.partition),
+            terminus::kafka::cached_watermarks(&consumer, &r.topic, r.partition),
             position,
         )
     });

@@ -318,6 +318,31 @@ pub fn murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
+/// The low and high watermarks librdkafka last saw in a fetch response for
+/// this partition (no request), or None before the first fetch.
+pub fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    use rdkafka::consumer::Consumer as _;
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a NUL-terminated topic name and two
+    // out-pointers; rd_kafka_get_watermark_offsets only reads cached state.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
+}
+
 /// The partition the Java default partitioner picks for a keyed record.
 pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     if partitions <= 0 {

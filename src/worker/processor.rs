@@ -10,6 +10,7 @@ use super::restore::Restorer;
 use super::resume_check::{self, ResumeChecks, Resumed};
 use super::transaction::{SendError, Transactions, TxnState};
 use crate::contract::DeadLetterReason;
+use crate::kafka;
 use crate::telemetry::{Metrics, Status};
 use crate::time::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -768,7 +769,7 @@ impl Processor {
                 topic: e.topic().to_owned(),
                 partition: e.partition(),
                 at: to,
-                seen: resume_check::cached_watermarks(consumer, e.topic(), e.partition()),
+                seen: kafka::cached_watermarks(consumer, e.topic(), e.partition()),
             });
         }
         self.resume_checks.expect(resumed, Instant::now());
@@ -814,7 +815,7 @@ impl Processor {
                     .is_some_and(|e| {
                         resume_check::unfetched(
                             r,
-                            resume_check::cached_watermarks(consumer, &r.topic, r.partition),
+                            kafka::cached_watermarks(consumer, &r.topic, r.partition),
                             e.offset(),
                         )
                     })
@@ -975,7 +976,7 @@ impl Processor {
                     InputPhase::Consuming
                 };
                 let source = lag_source(paused, phase, || {
-                    resume_check::cached_watermarks(consumer, e.topic(), e.partition())
+                    kafka::cached_watermarks(consumer, e.topic(), e.partition())
                 });
                 (e.topic().to_owned(), p, source)
             })

@@ -128,30 +128,6 @@ pub fn unfetched(resumed: &Resumed, watermarks_now: Option<(i64, i64)>, position
     watermarks_now == resumed.seen && !matches!(position, Offset::Offset(_))
 }
 
-/// The low and high watermarks librdkafka last saw in a fetch response for
-/// this partition (no request), or None before the first fetch.
-pub fn cached_watermarks<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-) -> Option<(i64, i64)> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: a live client handle, a NUL-terminated topic name and two
-    // out-pointers; rd_kafka_get_watermark_offsets only reads cached state.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some((low, high))
-}
-
 /// Resumes `stale` partitions again and puts each back where its resume had
 /// positioned it: the seek starts the fetch, and a resume the library had
 /// dropped takes effect now.
