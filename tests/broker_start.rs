@@ -102,12 +102,75 @@ fn a_start_outlasting_the_timeout_succeeds_while_the_broker_progresses_and_fails
         waited < Duration::from_secs(30),
         "gave up only after {waited:?}"
     );
+    assert!(!running(&pid), "the frozen broker {pid} was left running");
+}
+
+/// Whether `pid` still runs. An exited process stays in the table as a zombie
+/// until its parent reaps it; the broker's parent is whatever init this
+/// machine has, which here took 1–2 s to reap a killed broker. A zombie holds
+/// no port, no file and no memory: it has stopped.
+fn running(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_broker_that_ignores_sigterm_is_killed_and_the_stop_waits_until_it_is_gone() {
+    // The port differs from the other test's: the two run in parallel.
+    const PORT: &str = "19488";
+    let kafka = |action: &str| {
+        let mut command = common::broker::kafka_command(action, PORT);
+        command.env("KAFKA_STOP_TIMEOUT", "1");
+        command
+    };
+    struct StopOn(&'static str);
+    impl Drop for StopOn {
+        fn drop(&mut self) {
+            let _ = common::broker::kafka_command("stop", self.0).status();
+        }
+    }
+    let _stop = StopOn(PORT);
+    let _ = kafka("stop").status();
+    let output = kafka("start")
+        .env("KAFKA_FRESH", "1")
+        .output()
+        .expect("run scripts/kafka start");
     assert!(
-        !Command::new("kill")
-            .args(["-0", &pid])
-            .status()
-            .expect("kill -0")
-            .success(),
-        "the frozen broker {pid} was left running"
+        output.status.success(),
+        "the broker did not start: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
+    let status = kafka("status").output().expect("scripts/kafka status");
+    let said = String::from_utf8_lossy(&status.stdout);
+    let pid: String = said
+        .split_once("(pid ")
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    assert!(!pid.is_empty(), "scripts/kafka status named no pid: {said}");
+
+    // Frozen, it cannot act on SIGTERM: the stop must go on to SIGKILL and
+    // then wait for the kernel and the reaper, however long they take.
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = kafka("stop").output().expect("run scripts/kafka stop");
+    assert!(
+        output.status.success(),
+        "stopping a broker that ignores SIGTERM failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!running(&pid), "the stop returned with {pid} running");
+    let status = kafka("status").status().expect("scripts/kafka status");
+    assert_eq!(status.code(), Some(3), "status after the stop");
 }
