@@ -15,6 +15,7 @@
 //! The store is only a cache: whatever cannot be opened or does not match the
 //! changelog is wiped and rebuilt from it (see the worker's restore).
 
+use super::recent::{self, Recent};
 use super::{Before, Change, Checkpoint, Footprint, StateStore, StoreStats, TimerEntry};
 use crate::domain::CustomerState;
 use crate::time::Timestamp;
@@ -173,6 +174,7 @@ impl DiskDb {
             stats: StoreStats::default(),
             checkpoint: None,
             failure: Mutex::new(None),
+            recent: Box::new(Mutex::new(Recent::new(recent::BYTES_PER_GENERATION))),
             _claim: claim,
         };
         match store.read_meta() {
@@ -213,6 +215,9 @@ pub struct DiskStore {
     stats: StoreStats,
     checkpoint: Option<Checkpoint>,
     failure: Mutex<Option<String>>,
+    /// What `states` holds for the keys used last (a lock only because
+    /// queries read through `&self`; boxed, as it is large beside the rest).
+    recent: Box<Mutex<Recent<fjall::Slice>>>,
     _claim: Claim,
 }
 
@@ -335,6 +340,7 @@ impl DiskStore {
         self.timers.clear()?;
         self.dismantling.clear()?;
         self.meta.remove(self.meta_key.as_str())?;
+        lock(&self.recent).clear();
         self.stats = StoreStats::default();
         self.checkpoint = None;
         Ok(())
@@ -370,7 +376,14 @@ impl DiskStore {
     }
 
     fn read(&self, key: &str) -> Option<CustomerState> {
-        match self.states.get(key) {
+        let known = lock(&self.recent).get(key);
+        let found = match known {
+            Some(value) => Ok(value),
+            None => self.states.get(key).inspect(|value| {
+                lock(&self.recent).put(key.to_owned(), value.clone());
+            }),
+        };
+        match found {
             Ok(None) => None,
             Ok(Some(bytes)) => match CustomerState::from_bytes(&bytes) {
                 Ok(state) => Some(state),
@@ -409,6 +422,7 @@ impl StateStore for DiskStore {
         let mut written: foldhash::HashMap<String, Option<Footprint>> =
             foldhash::HashMap::default();
         let (mut lowest_timer, mut lowest_dismantle) = (None, None);
+        let mut recent_writes = Vec::with_capacity(changes.len());
         for change in changes {
             let Change {
                 key,
@@ -445,16 +459,17 @@ impl StateStore for DiskStore {
                 started(now),
                 &mut lowest_dismantle,
             );
-            match &after {
-                Some(state) => {
-                    let bytes = encoded.unwrap_or_else(|| state.to_bytes());
-                    batch.insert(&self.states, key.as_str(), bytes);
-                }
+            let value = after
+                .as_ref()
+                .map(|state| fjall::Slice::from(encoded.unwrap_or_else(|| state.to_bytes())));
+            match &value {
+                Some(bytes) => batch.insert(&self.states, key.as_str(), bytes.clone()),
                 None => batch.remove(&self.states, key.as_str()),
             }
             if unknown {
-                written.insert(key, now);
+                written.insert(key.clone(), now);
             }
+            recent_writes.push((key, value));
         }
         if let Some(cp) = checkpoint {
             self.checkpoint = Some(cp);
@@ -467,9 +482,15 @@ impl StateStore for DiskStore {
             );
         }
         if let Err(e) = batch.commit() {
+            lock(&self.recent).clear();
             self.fail("the state store cannot be written", e);
             return;
         }
+        let mut recent = lock(&self.recent);
+        for (key, value) in recent_writes {
+            recent.put(key, value);
+        }
+        drop(recent);
         self.timers.inserted(lowest_timer);
         self.dismantling.inserted(lowest_dismantle);
     }
@@ -635,6 +656,78 @@ mod tests {
             at = Some(t);
         }
         out
+    }
+
+    #[test]
+    fn reads_see_every_write_delete_and_wipe_however_often_the_key_was_read_before() {
+        // The store keeps what it last read or wrote in memory; a stale entry
+        // would show here as a read that differs from the memory store's.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DiskDb::open(dir.path(), "cl").expect("open");
+        let mut disk = db.partition(1).expect("partition");
+        let mut memory = MemoryStore::new();
+        let keys: Vec<String> = (0..40).map(|n| format!("C-{n}")).collect();
+        // A fixed pseudo-random walk of writes, deletes and reads (an LCG).
+        let mut seed: u64 = 7;
+        let mut next = |bound: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % bound
+        };
+        for round in 0..300_i64 {
+            let batch: Vec<(String, Option<CustomerState>)> = (0..next(5))
+                .map(|_| {
+                    let key = keys[next(40) as usize].clone();
+                    let state = (next(3) > 0).then(|| pending(round * 10 + next(9) as i64));
+                    (key, state)
+                })
+                .collect();
+            // Half the batches name no previous state, as a restore does, and
+            // may name a key twice; the others name it once, as the engine does.
+            let unknown = round % 2 == 0;
+            let mut batch = batch;
+            if !unknown {
+                let mut seen = std::collections::HashSet::new();
+                batch.reverse();
+                batch.retain(|(key, _)| seen.insert(key.clone()));
+            }
+            let to_changes = |batch: Vec<(String, Option<CustomerState>)>,
+                              store: &dyn StateStore| {
+                batch
+                    .into_iter()
+                    .map(|(key, after)| {
+                        let mut change = Change::from((key.clone(), after));
+                        change.before = if unknown {
+                            Before::Unknown
+                        } else {
+                            match store.load(&key) {
+                                Some(state) => Before::Was(Footprint::of(&state)),
+                                None => Before::Absent,
+                            }
+                        };
+                        change
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let for_disk = to_changes(batch.clone(), &disk);
+            let for_memory = to_changes(batch, &memory);
+            disk.apply(for_disk, cp(round));
+            memory.apply(for_memory, None);
+            for _ in 0..10 {
+                let key = &keys[next(40) as usize];
+                assert_eq!(disk.load(key), memory.load(key), "{key} in round {round}");
+            }
+            assert_eq!(disk.stats(), memory.stats(), "round {round}");
+        }
+        for key in &keys {
+            assert_eq!(disk.load(key), memory.load(key), "{key} at the end");
+        }
+        disk.wipe().expect("wipe");
+        for key in &keys {
+            assert_eq!(disk.load(key), None, "{key} after the wipe");
+        }
+        assert!(disk.failure().is_none());
     }
 
     #[test]

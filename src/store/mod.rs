@@ -10,6 +10,7 @@
 
 mod disk;
 mod memory;
+mod recent;
 
 pub use disk::{DiskDb, DiskStore, StoreError};
 pub use memory::MemoryStore;
