@@ -464,7 +464,7 @@ mod tests {
         assert!(
             out.headers
                 .iter()
-                .any(|(k, v)| k == "traceparent" && v == b"00-abc-def-01")
+                .any(|(k, v)| k == "traceparent" && **v == *b"00-abc-def-01")
         );
         assert_eq!(p.changed(), 1, "one customer to write to the changelog");
         let changelog = p.changelog();
@@ -493,7 +493,7 @@ mod tests {
         assert!(
             dlq.headers
                 .iter()
-                .any(|(k, v)| k == records::VALUE_BYTES && v == b"1500000")
+                .any(|(k, v)| k == records::VALUE_BYTES && **v == *b"1500000")
         );
     }
 

@@ -278,7 +278,10 @@ impl Processor {
                                 k.starts_with("__connect.errors.") || k.starts_with("terminus.dlq.")
                             })
                             .cloned()
-                            .chain([(super::records::VALUE_DROPPED.to_owned(), b"true".to_vec())])
+                            .chain([super::records::fixed(
+                                super::records::VALUE_DROPPED,
+                                b"true",
+                            )])
                             .collect(),
                         ..record
                     };

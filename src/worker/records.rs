@@ -4,6 +4,11 @@
 //! is tested in-process; the transaction layer turns them into produce calls.
 
 use crate::contract::{DeadLetterReason, OutputRecord};
+use std::borrow::Cow;
+
+/// A record header. Most names and some values are fixed strings: borrowed,
+/// they cost no allocation for each of the millions of records.
+pub type Header = (Cow<'static, str>, Cow<'static, [u8]>);
 
 /// The W3C trace context header, carried from each input to the outputs it causes.
 pub const TRACEPARENT: &str = "traceparent";
@@ -32,7 +37,7 @@ pub struct Outgoing {
     pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<Header>,
     pub kind: Kind,
 }
 
@@ -80,16 +85,17 @@ pub fn output_headers(
     record: &OutputRecord,
     traceparent: Option<&[u8]>,
     content_type: &str,
-) -> Vec<(String, Vec<u8>)> {
+) -> Vec<Header> {
     let env = &record.envelope;
-    let mut headers = vec![
-        header("ce_specversion", b"1.0"),
-        header("ce_id", env.event_id.to_string().as_bytes()),
-        header("ce_type", env.event_type.as_bytes()),
+    let mut headers = Vec::with_capacity(7);
+    headers.extend([
+        fixed("ce_specversion", b"1.0"),
+        owned("ce_id", env.event_id.to_string().into_bytes()),
+        fixed("ce_type", env.event_type.as_bytes()),
         header("ce_source", env.source.as_bytes()),
-        header("ce_time", env.event_time.0.to_rfc3339().as_bytes()),
+        owned("ce_time", env.event_time.0.to_rfc3339().into_bytes()),
         header("content-type", content_type.as_bytes()),
-    ];
+    ]);
     if let Some(tp) = traceparent {
         headers.push(header(TRACEPARENT, tp));
     }
@@ -103,29 +109,32 @@ pub fn dead_letter_headers(
     input: &InputRecord<'_>,
     reason: DeadLetterReason,
     message: &str,
-) -> Vec<(String, Vec<u8>)> {
+) -> Vec<Header> {
     let mut headers = vec![
         header("__connect.errors.topic", input.topic.as_bytes()),
-        header(
+        owned(
             "__connect.errors.partition",
-            input.partition.to_string().as_bytes(),
+            input.partition.to_string().into_bytes(),
         ),
-        header(
+        owned(
             "__connect.errors.offset",
-            input.offset.to_string().as_bytes(),
+            input.offset.to_string().into_bytes(),
         ),
-        header(
+        fixed(
             "__connect.errors.exception.class.name",
             reason.as_str().as_bytes(),
         ),
         header("__connect.errors.exception.message", message.as_bytes()),
-        header("terminus.dlq.reason", reason.as_str().as_bytes()),
+        fixed("terminus.dlq.reason", reason.as_str().as_bytes()),
     ];
     if let Some(ts) = input.timestamp_ms {
-        headers.push(header("terminus.dlq.timestamp", ts.to_string().as_bytes()));
+        headers.push(owned("terminus.dlq.timestamp", ts.to_string().into_bytes()));
     }
     for (key, value) in &input.headers {
-        headers.push(((*key).to_owned(), value.unwrap_or_default().to_vec()));
+        headers.push((
+            Cow::Owned((*key).to_owned()),
+            Cow::Owned(value.unwrap_or_default().to_vec()),
+        ));
     }
     headers
 }
@@ -155,10 +164,10 @@ pub fn dead_letter(
     }
     let original = input.value.map_or(0, <[u8]>::len);
     record.value = None;
-    record.headers.push(header(VALUE_DROPPED, b"true"));
+    record.headers.push(fixed(VALUE_DROPPED, b"true"));
     record
         .headers
-        .push(header(VALUE_BYTES, original.to_string().as_bytes()));
+        .push(owned(VALUE_BYTES, original.to_string().into_bytes()));
     if record.size() > max_bytes {
         let own = dead_letter_headers(
             &InputRecord {
@@ -169,11 +178,11 @@ pub fn dead_letter(
             message,
         );
         record.headers = own;
-        record.headers.push(header(VALUE_DROPPED, b"true"));
+        record.headers.push(fixed(VALUE_DROPPED, b"true"));
         record
             .headers
-            .push(header(VALUE_BYTES, original.to_string().as_bytes()));
-        record.headers.push(header(HEADERS_DROPPED, b"true"));
+            .push(owned(VALUE_BYTES, original.to_string().into_bytes()));
+        record.headers.push(fixed(HEADERS_DROPPED, b"true"));
         if record.size() > max_bytes {
             // A key near the limit: keep the reason, lose the key.
             record.key = None;
@@ -182,8 +191,19 @@ pub fn dead_letter(
     record
 }
 
-fn header(key: &str, value: &[u8]) -> (String, Vec<u8>) {
-    (key.to_owned(), value.to_vec())
+/// A fixed name and a fixed value.
+pub fn fixed(name: &'static str, value: &'static [u8]) -> Header {
+    (Cow::Borrowed(name), Cow::Borrowed(value))
+}
+
+/// A fixed name and a value copied from elsewhere.
+fn header(name: &'static str, value: &[u8]) -> Header {
+    (Cow::Borrowed(name), Cow::Owned(value.to_vec()))
+}
+
+/// A fixed name and a value made for this record.
+fn owned(name: &'static str, value: Vec<u8>) -> Header {
+    (Cow::Borrowed(name), Cow::Owned(value))
 }
 
 #[cfg(test)]
@@ -207,7 +227,7 @@ mod tests {
             .headers
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.as_ref())
     }
 
     #[test]

@@ -187,8 +187,8 @@ impl Transactions {
         let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
         for (key, value) in &out.headers {
             headers = headers.insert(Header {
-                key: key.as_str(),
-                value: Some(value.as_slice()),
+                key: key.as_ref(),
+                value: Some(value.as_ref()),
             });
         }
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&out.topic).headers(headers);
