@@ -3,8 +3,8 @@
 //!
 //! A customer's events come close together (a request, its decision, the
 //! dismantling's answers), and a lookup in the tree costs a search of every
-//! memtable and a Bloom probe of every segment: profiled, a fifth of the
-//! worker's CPU with the disk store. What a lookup found, absent included,
+//! memtable and a Bloom probe of every segment: profiled on the throughput
+//! bench, 12 % of the worker thread's CPU with the disk store. What a lookup found, absent included,
 //! stays valid until this store writes the key, and every write of the
 //! partition goes through its one store, which updates this map too.
 //!
@@ -17,8 +17,8 @@
 use foldhash::HashMap;
 
 /// Bytes of keys and values one generation holds before it ages (a partition
-/// holds at most twice this). Measured on the throughput bench's states
-/// (about 100 bytes encoded), 2 MiB is about 12,000 customers a partition.
+/// holds at most twice this). With states of about 100 bytes, one
+/// generation is about 12,000 customers.
 pub const BYTES_PER_GENERATION: usize = 2 * 1024 * 1024;
 
 /// What an entry costs besides its key and value bytes: the map's slot, the
